@@ -1,0 +1,41 @@
+"""Session-wide fixtures: one SM-PKI for the whole run (brainpool operations are not free)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from imsys.crypto import SoftwareKey
+from imsys.pki import PkiDirectory
+
+IssueFn = Callable[..., tuple[SoftwareKey, x509.Certificate]]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDirectory:
+    """Root-CA with two Sub-CAs (``sub-ca`` for gateways and administrators, ``emt-ca``)."""
+    return PkiDirectory.init(tmp_path_factory.mktemp("pki") / "pki",
+                             sub_cas=("sub-ca", "emt-ca"))
+
+
+@pytest.fixture(scope="session")
+def issue(pki: PkiDirectory) -> IssueFn:
+    """Issue (once per session and arguments) a certificate with a fresh software key."""
+    cache: dict[tuple[object, ...], tuple[SoftwareKey, x509.Certificate]] = {}
+
+    def _issue(profile: str, identifier: str, **kwargs: object
+               ) -> tuple[SoftwareKey, x509.Certificate]:
+        key = (profile, identifier, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = pki.issue_with_new_key(profile, identifier, **kwargs)
+        return cache[key]
+
+    return _issue
+
+
+@pytest.fixture(scope="session")
+def pki_path(pki: PkiDirectory) -> Path:
+    return pki.path
