@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +12,9 @@ from cryptography import x509
 
 from imsys.crypto import SoftwareKey
 from imsys.pki import PkiDirectory
+
+# Rich sizes tables to the terminal; tests read whole lines
+os.environ.setdefault("COLUMNS", "200")
 
 IssueFn = Callable[..., tuple[SoftwareKey, x509.Certificate]]
 

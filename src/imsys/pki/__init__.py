@@ -2,7 +2,7 @@
 
 from imsys.pki.authority import CertificateAuthority, IssuanceRequest
 from imsys.pki.builder import RevokedEntry, SubjectName, build_csr, load_csr, verify_csr
-from imsys.pki.directory import PkiDirectory, load_certificate, load_certificates, pem
+from imsys.pki.directory import PkiDirectory, load_certificate, load_certificates, parsed, pem
 from imsys.pki.profiles import PROFILES, CertificateProfile, Purpose, Role, profile
 from imsys.pki.validation import (
     HttpCrlSource,
@@ -31,6 +31,7 @@ __all__ = [
     "load_certificate",
     "load_certificates",
     "load_csr",
+    "parsed",
     "pem",
     "profile",
     "verify_csr",

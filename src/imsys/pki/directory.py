@@ -95,10 +95,33 @@ def load_certificate(data: bytes) -> x509.Certificate:
     """PEM or DER certificate; ``CertificateRejected(MALFORMED)`` on anything else."""
     try:
         if data.lstrip().startswith(b"-----"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
     except ValueError as exc:
         raise CertificateRejected(Reason.MALFORMED, f"cannot parse certificate: {exc}") from exc
+    return parsed(cert)
+
+
+def parsed(cert: x509.Certificate) -> x509.Certificate:
+    """Force ``cryptography``'s lazy parser through every field imsys reads.
+
+    A certificate that loads may still hold a broken subject or extension that only fails
+    when first touched; this turns such a certificate into ``CertificateRejected(MALFORMED)``
+    at the door instead of a ``ValueError`` deep inside a role.
+    """
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        list(cert.extensions)
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+        cert.public_key()
+    except ValueError as exc:
+        raise CertificateRejected(Reason.MALFORMED, f"cannot parse certificate: {exc}") from exc
+    except Exception as exc:  # UnsupportedAlgorithm for unknown key types
+        raise CertificateRejected(Reason.UNSUPPORTED_ALGORITHM,
+                                  f"unsupported certificate content: {exc}") from exc
+    return cert
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
@@ -109,7 +132,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise CertificateRejected(Reason.MALFORMED, f"cannot parse certificates: {exc}") from exc
-    return certs
+    return [parsed(c) for c in certs]
 
 
 class PkiDirectory:

@@ -253,6 +253,13 @@ class PathValidator:
                  at: datetime | None = None, chain: Sequence[x509.Certificate] = ()
                  ) -> ValidatedPath:
         """Validate ``cert`` (plus any ``chain`` the peer sent) at ``at`` (default: now)."""
+        try:
+            return self._validate(cert, profile, at, chain)
+        except ValueError as exc:  # a lazily parsed field of a broken certificate
+            raise CertificateRejected(Reason.MALFORMED, f"malformed certificate: {exc}") from exc
+
+    def _validate(self, cert: x509.Certificate, profile: ProfileSpec, at: datetime | None,
+                  chain: Sequence[x509.Certificate]) -> ValidatedPath:
         when = at or self._clock.now()
         path = self._build_path(cert, chain)
         for index, current in enumerate(path):
