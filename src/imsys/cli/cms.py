@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from imsys.cli._common import console, err_console, handle_errors, read_file, write_file
+from imsys.core.clock import SystemClock
 from imsys.crypto import cms
 from imsys.crypto.primitives import SoftwareKey
 from imsys.pki import PkiDirectory, load_certificate
@@ -42,7 +43,7 @@ def seal(
     signer_cert = load_certificate(read_file(cert, "certificate"))
     recipients = [load_certificate(read_file(r, "recipient certificate")) for r in recipient]
     sealed = cms.seal(content, signer, signer_cert, recipients,
-                      key_bits=256 if aes256 else 128)
+                      signing_time=SystemClock().now(), key_bits=256 if aes256 else 128)
     write_file(output_file, sealed)
     console.print(f"[green]sealed[/] {len(content)} bytes for {len(recipients)} recipient(s) "
                   f"→ {output_file} ({len(sealed)} bytes)")
