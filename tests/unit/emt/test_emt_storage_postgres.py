@@ -1,0 +1,148 @@
+"""EMT storage on PostgreSQL: the same idempotency guarantees as on SQLite, under concurrency.
+
+The server comes from ``IMSYS_POSTGRES_URL`` (a database is created and dropped per session),
+else a throwaway cluster is started with ``initdb``/``pg_ctl`` if they are installed (as
+``nobody`` when running as root). Without either the tests skip – unless
+``IMSYS_REQUIRE_POSTGRES=1``, then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from imsys.emt.storage import DeliveryRow, EmtStorage, ReadingRow, StoreResult
+
+NOW = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("IMSYS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL required but unavailable: {reason}")
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "nobody", "--", *argv]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    pytest.importorskip("psycopg")
+    given = os.environ.get("IMSYS_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl or (os.geteuid() == 0 and not shutil.which("runuser")):
+        _unavailable("set IMSYS_POSTGRES_URL or install initdb/pg_ctl")
+    folder = Path(tempfile.mkdtemp(prefix="imsys-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "nobody")
+    data = folder / "data"
+    try:
+        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U",
+                                          "imsys", "--no-sync", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run(_as_postgres_user([
+            pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+            f"-k {folder} -c listen_addresses='' -c fsync=off", "start"]),
+            check=True, capture_output=True, timeout=120)
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        _unavailable(f"could not start a throwaway cluster: {exc}")
+    try:
+        yield f"postgresql://imsys@/postgres?host={folder}"
+    finally:
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w",
+                                          "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def url(server_url: str) -> Iterator[str]:
+    """A fresh database per test on the server."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"imsys_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(server_url).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        _unavailable(str(exc))
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def row(digest: bytes = b"\x01" * 32, delivery_id: str | None = None) -> DeliveryRow:
+    return DeliveryRow(delivery_id or str(uuid.uuid4()), digest, "EABC0012345678",
+                       "1EMH0012345678", False, True, "taf7-1",
+                       "application/vnd.imsys.ar2418-6+xml", NOW, NOW, NOW, b"<doc/>", b"sealed")
+
+
+def values(count: int = 4) -> list[ReadingRow]:
+    return [ReadingRow("1EMH0012345678", "1-0:1.8.0*255", NOW + timedelta(minutes=15 * i),
+                       1000 + i, -1, 72, 2**64 - 1, 0) for i in range(count)]
+
+
+def test_store_duplicate_conflict_on_postgres(url: str) -> None:
+    storage = EmtStorage(url)
+    try:
+        assert storage.dialect == "postgresql"
+        first = row()
+        assert storage.store(first, values())[0] is StoreResult.STORED
+        assert storage.store(first, values())[0] is StoreResult.DUPLICATE
+        assert storage.store(replace(first, digest=b"\x02" * 32), [])[0] is StoreResult.CONFLICT
+        assert storage.counts() == {"emt_deliveries": 1, "emt_readings": 4,
+                                    "emt_rejections": 0}
+        stored = storage.readings()
+        assert stored[0]["status_fnn"] == "F" * 16 and stored[0]["timestamp"] == \
+            NOW.replace(tzinfo=None)
+        assert storage.find_by_digest(first.digest) is not None
+        storage.record_rejection(NOW, "revoked", b"\x03" * 32, None, "revoked")
+        assert storage.rejections()[0]["reason"] == "revoked"
+    finally:
+        storage.dispose()
+
+
+def test_concurrent_connections_store_a_delivery_once(url: str) -> None:
+    EmtStorage(url).dispose()
+    same = row()
+    results: list[StoreResult] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        storage = EmtStorage(url, create=False)
+        try:
+            barrier.wait()
+            results.append(storage.store(same, values(8))[0])
+        finally:
+            storage.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [StoreResult.DUPLICATE] * 7 + [StoreResult.STORED]
+    storage = EmtStorage(url, create=False)
+    try:
+        assert storage.counts()["emt_readings"] == 8
+    finally:
+        storage.dispose()
