@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imsys.cli import app
+from imsys.cli.main import app
 from imsys.pki import PkiDirectory, pem
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imsys.cli import app
+from imsys.cli.main import app
 
 runner = CliRunner()
 
