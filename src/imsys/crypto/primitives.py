@@ -60,12 +60,43 @@ CURVES: dict[str, CurveProfile] = {
 DEFAULT_CURVE = BRAINPOOL_P256R1.name
 
 
+# ``isinstance`` against cryptography's ABCs costs about a microsecond; opening a CMS message
+# asks it a dozen times, so the concrete key classes seen are remembered.
+_PUBLIC_KEY_TYPES: set[type] = set()
+_KEY_TYPES: set[type] = set()
+_ECDH = ec.ECDH()
+
+
+def _is_public_key(obj: object) -> bool:
+    kind = type(obj)
+    if kind in _PUBLIC_KEY_TYPES:
+        return True
+    if isinstance(obj, ec.EllipticCurvePublicKey):
+        _PUBLIC_KEY_TYPES.add(kind)
+        _KEY_TYPES.add(kind)
+        return True
+    return False
+
+
+def _is_key(obj: object) -> bool:
+    kind = type(obj)
+    if kind in _KEY_TYPES:
+        return True
+    if isinstance(obj, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        _KEY_TYPES.add(kind)
+        return True
+    return False
+
+
 def curve_profile(curve: str | ec.EllipticCurve | ec.EllipticCurvePublicKey
                   | ec.EllipticCurvePrivateKey) -> CurveProfile:
     """The permitted profile for a curve name, curve object or key; ``KeyRejected`` otherwise."""
-    if isinstance(curve, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-        curve = curve.curve
-    name = curve if isinstance(curve, str) else curve.name
+    if type(curve) is str:
+        name = curve
+    else:
+        if _is_key(curve):
+            curve = curve.curve  # type: ignore[union-attr]
+        name = curve.name  # type: ignore[union-attr]
     try:
         return CURVES[name]
     except KeyError:
@@ -78,12 +109,16 @@ def curve_profile(curve: str | ec.EllipticCurve | ec.EllipticCurvePublicKey
 
 def check_public_key(key: object) -> ec.EllipticCurvePublicKey:
     """Return ``key`` if it is an EC public key on a permitted curve, else ``KeyRejected``."""
-    if not isinstance(key, ec.EllipticCurvePublicKey):
+    _public_profile(key)
+    return key  # type: ignore[return-value]
+
+
+def _public_profile(key: object) -> CurveProfile:
+    if not _is_public_key(key):
         raise KeyRejected(
             Reason.WRONG_CURVE, f"not an elliptic-curve key: {type(key).__name__}"
         )
-    curve_profile(key)
-    return key
+    return curve_profile(key.curve.name)  # type: ignore[attr-defined]
 
 
 def hash_for(curve: str | ec.EllipticCurve | ec.EllipticCurvePublicKey
@@ -110,8 +145,8 @@ def ecdsa_sign(private_key: ec.EllipticCurvePrivateKey, data: bytes,
 def ecdsa_verify(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes,
                  hash_algorithm: hashes.HashAlgorithm | None = None) -> None:
     """Verify a DER ECDSA signature; raises ``KeyRejected(BAD_SIGNATURE)`` on failure."""
-    check_public_key(public_key)
-    algorithm = hash_algorithm or hash_for(public_key)
+    profile = _public_profile(public_key)
+    algorithm = hash_algorithm or profile.hash()
     try:
         public_key.verify(signature, data, ec.ECDSA(algorithm))
     except (InvalidSignature, ValueError) as exc:
@@ -138,13 +173,13 @@ def der_to_raw_signature(der: bytes, key_bits: int) -> bytes:
 
 def ecdh(private_key: ec.EllipticCurvePrivateKey, peer: ec.EllipticCurvePublicKey) -> bytes:
     """The shared secret Z (x coordinate) of ECDH; both keys on the same permitted curve."""
-    check_public_key(peer)
+    _public_profile(peer)
     if peer.curve.name != private_key.curve.name:
         raise KeyRejected(
             Reason.WRONG_CURVE,
             f"peer key on {peer.curve.name}, own key on {private_key.curve.name}",
         )
-    return private_key.exchange(ec.ECDH(), peer)
+    return private_key.exchange(_ECDH, peer)
 
 
 def x963_kdf(shared_secret: bytes, length: int, shared_info: bytes = b"",
