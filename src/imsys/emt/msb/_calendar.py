@@ -3,54 +3,44 @@
 All instants are timezone-aware UTC. Berlin's UTC offset is a whole hour, so the local
 quarter-hour grid is the UTC quarter-hour grid; a local day has 96 quarter hours, 92 on the spring
 DST day and 100 on the autumn DST day (facts.md §1.2 TAF7 DST). The MSB is its own role process,
-so it keeps this small calendar itself instead of importing the gateway's.
+so it does not import the gateway's calendar; both build on :mod:`imsys.core.localtime`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import holidays
 
 from imsys.core.errors import UsageError
 
-BERLIN = ZoneInfo("Europe/Berlin")
-GRID = timedelta(minutes=15)
-DAY = timedelta(days=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def as_utc(instant: datetime, name: str = "instant") -> datetime:
-    """``instant`` in UTC; a naive datetime is a caller's bug (:class:`UsageError`)."""
-    if not isinstance(instant, datetime):
-        raise UsageError(f"{name} must be a datetime, got {type(instant).__name__}")
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise UsageError(f"{name} must be timezone-aware, got naive {instant.isoformat()}")
-    return instant.astimezone(UTC)
-
-
-def local_day(instant: datetime) -> date:
-    """The local (Europe/Berlin) day ``instant`` falls on."""
-    return as_utc(instant).astimezone(BERLIN).date()
-
-
-def day_start(day: date) -> datetime:
-    """Local midnight at the start of ``day``, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=BERLIN).astimezone(UTC)
-
-
-def day_end(day: date) -> datetime:
-    """Local midnight at the end of ``day``, in UTC."""
-    return day_start(day + DAY)
-
-
-def grid_floor(instant: datetime) -> datetime:
-    """The quarter hour at or before ``instant``."""
-    utc = as_utc(instant)
-    return utc - (utc - _EPOCH) % GRID
+# re-exported: the role's modules import local time from here
+from imsys.core.localtime import (
+    BERLIN as BERLIN,
+)
+from imsys.core.localtime import (
+    DAY as DAY,
+)
+from imsys.core.localtime import (
+    GRID as GRID,
+)
+from imsys.core.localtime import (
+    as_utc as as_utc,
+)
+from imsys.core.localtime import (
+    day_end as day_end,
+)
+from imsys.core.localtime import (
+    day_start as day_start,
+)
+from imsys.core.localtime import (
+    grid_floor as grid_floor,
+)
+from imsys.core.localtime import (
+    local_day as local_day,
+)
 
 
 def nearest_boundary(instant: datetime) -> datetime:

@@ -38,65 +38,54 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 from imsys.core.errors import UsageError
+
+# re-exported: the role's modules import local time from here
+from imsys.core.localtime import (
+    BERLIN as BERLIN,
+)
+from imsys.core.localtime import (
+    DAY as DAY,
+)
+from imsys.core.localtime import (
+    GRID as GRID,
+)
+from imsys.core.localtime import (
+    as_utc as as_utc,
+)
+from imsys.core.localtime import (
+    day_end as day_end,
+)
+from imsys.core.localtime import (
+    day_start as day_start,
+)
+from imsys.core.localtime import (
+    grid_floor as grid_floor,
+)
+from imsys.core.localtime import (
+    local_day as local_day,
+)
+from imsys.core.localtime import (
+    on_grid as on_grid,
+)
 from imsys.gateway.taf.errors import ProfileRejected, TafReason
 
 #: Local legal time of the German metering system.
-BERLIN = ZoneInfo("Europe/Berlin")
 #: The quarter-hour grid of switch points and registration periods.
-GRID = timedelta(minutes=15)
 #: One calendar day of wall-clock time (not of real time on DST days).
-DAY = timedelta(days=1)
 #: Lengths a billing period may have, in months (facts.md §1.2 TAF1, TRuDI [V]).
 BILLING_PERIOD_MONTHS: frozenset[int] = frozenset({1, 2, 3, 6, 12})
 #: Most tariff stages a TAF2 profile may declare (facts.md §1.2 TAF2, TRuDI [V]).
 MAX_TARIFF_STAGES = 20
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --- instants and local days ----------------------------------------------------------------
-
-
-def as_utc(instant: datetime, name: str = "instant") -> datetime:
-    """``instant`` in UTC; a naive datetime is a caller's bug (:class:`UsageError`)."""
-    if not isinstance(instant, datetime):
-        raise UsageError(f"{name} must be a datetime, got {type(instant).__name__}")
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise UsageError(f"{name} must be timezone-aware (UTC), got naive {instant.isoformat()}")
-    return instant.astimezone(UTC)
-
-
-def local_day(instant: datetime) -> date:
-    """The local (Europe/Berlin) calendar day ``instant`` falls on."""
-    return as_utc(instant).astimezone(BERLIN).date()
-
-
-def day_start(day: date) -> datetime:
-    """Local midnight at the start of ``day``, as UTC."""
-    return datetime.combine(day, time(0), tzinfo=BERLIN).astimezone(UTC)
-
-
-def day_end(day: date) -> datetime:
-    """Local midnight at the end of ``day`` (= start of the next day), as UTC."""
-    return day_start(day + DAY)
-
-
-def grid_floor(instant: datetime) -> datetime:
-    """The quarter hour at or before ``instant`` (UTC; equal to the local quarter hour)."""
-    utc = as_utc(instant)
-    return utc - (utc - _EPOCH) % GRID
-
-
-def on_grid(instant: datetime) -> bool:
-    """True if ``instant`` is exactly a quarter hour."""
-    return grid_floor(instant) == as_utc(instant)
 
 
 def quarter_hours(day: date) -> tuple[datetime, ...]:
