@@ -7,6 +7,11 @@ document (one recipient, AES-128-GCM), and the crypto bound of opening: one ECDH
 verification per message, measured in this run. The last line is ``cms_open_ratio <x>`` with
 x = open_sealed rate / bound (1.00 would mean parsing, KDF, AES and hashing cost nothing).
 
+The bound is measured as what it is: a loop doing, per message, one ECDH with a fresh peer key
+and one ECDSA verification – the cryptography an open cannot avoid, with the cache behaviour of
+doing both in turn. The bound derived from separate ECDH and verify loops (each alone keeps its
+tables hot, which no message stream does) is printed too, with the ratio against it.
+
 The Python figures are measured in 32 rounds; each round runs every operation for 0.05 s in
 turn (1.6 s in total for each), and every operation cycles through distinct inputs (keys,
 signatures, messages) as a stream of real messages would. The rates printed are medians over
@@ -84,8 +89,8 @@ def measure(operations: dict[str, Callable[[], object]]) -> list[dict[str, float
     return rounds
 
 
-def _bound(rates: dict[str, float]) -> float:
-    """Messages per second if opening cost exactly one ECDH and one ECDSA verification."""
+def _separate_bound(rates: dict[str, float]) -> float:
+    """One ECDH and one verification per message, from their separate tight loops."""
     return 1 / (1 / rates["ECDH"] + 1 / rates["ECDSA verify"])
 
 
@@ -127,10 +132,15 @@ def main() -> None:
         data, signature = next(signatures)
         ecdsa_verify(verification_key, signature, data)
 
+    def crypto_of_one_message() -> None:
+        recipient.exchange(next(peers))
+        verify()
+
     rounds = measure({
         "ECDSA sign": lambda: sender.sign(document),
         "ECDSA verify": verify,
         "ECDH": lambda: recipient.exchange(next(peers)),
+        "bound": crypto_of_one_message,
         "seal": lambda: cms.seal(document, sender, sender_certificate,
                                  [recipient_certificate]),
         # the signer certificate is taken from the message, as without prior knowledge
@@ -139,7 +149,8 @@ def main() -> None:
     reference = openssl_speed()
 
     rates = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
-    ratio = statistics.median(r["open_sealed"] / _bound(r) for r in rounds)
+    ratio = statistics.median(r["open_sealed"] / r["bound"] for r in rounds)
+    separate = statistics.median(r["open_sealed"] / _separate_bound(r) for r in rounds)
     print(f"{CURVE} through imsys.crypto.primitives")
     for name in ("ECDSA sign", "ECDSA verify", "ECDH"):
         print(f"  {name:<14}{rates[name]:10.1f} /s")
@@ -152,7 +163,10 @@ def main() -> None:
     print(f"CMS, {len(document)} B document, one recipient, AES-128-GCM")
     print(f"  {'seal':<14}{rates['seal']:10.1f} msgs/s")
     print(f"  {'open_sealed':<14}{rates['open_sealed']:10.1f} msgs/s")
-    print(f"crypto bound of open_sealed (1 ECDH + 1 ECDSA verify): {_bound(rates):.1f} msgs/s")
+    print(f"crypto bound of open_sealed (1 ECDH + 1 ECDSA verify per message): "
+          f"{rates['bound']:.1f} msgs/s")
+    print(f"  from separate ECDH and verify loops: {_separate_bound(rates):.1f} msgs/s "
+          f"(open_sealed / that = {separate:.2f})")
     print(f"cms_open_ratio {ratio:.2f}")
 
 

@@ -348,7 +348,7 @@ def _signed_data(content: bytes, signer: KeyHandle, certificate: x509.Certificat
         raise UsageError("the certificate does not carry the signer key's public key")
     hash_name = profile.hash.name
     econtent_type = _content_type_oid(content_type)
-    digest = hashlib.new(hash_name, content).digest()
+    digest = _HASHLIB[hash_name](content).digest()
     attributes = [
         _attribute(_ATTR_CONTENT_TYPE, der.tlv(OID, econtent_type)),
         _attribute(_ATTR_MESSAGE_DIGEST, der.octet_string(digest)),
@@ -461,6 +461,9 @@ def _read_signed_attributes(raw: bytes) -> tuple[bytes, bytes, datetime | None]:
     return econtent_type, message_digest, None if time is None else _decode_time(time)
 
 
+_HASHLIB = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+
+
 def _verify_signed_data(body: Cursor, signer_certificate: x509.Certificate | None,
                         detached_content: bytes | None) -> Verified:
     """Verify the SignedData that is the only element left in ``body``."""
@@ -518,7 +521,7 @@ def _verify_signed_data(body: Cursor, signer_certificate: x509.Certificate | Non
                           "detached")
     else:
         content = econtent
-    digest = hashlib.new(hash_name, content).digest()
+    digest = _HASHLIB[hash_name](content).digest()
 
     signing_time = None
     if info.signed_attrs is None:

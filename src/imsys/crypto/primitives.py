@@ -14,6 +14,7 @@ Every check raises (:class:`~imsys.core.errors.KeyRejected`); nothing returns ``
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -65,6 +66,9 @@ DEFAULT_CURVE = BRAINPOOL_P256R1.name
 _PUBLIC_KEY_TYPES: set[type] = set()
 _KEY_TYPES: set[type] = set()
 _ECDH = ec.ECDH()
+_SHA256 = hashes.SHA256()
+_HASHLIB_SHA2 = {"sha224": hashlib.sha224, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
+                 "sha512": hashlib.sha512}
 
 
 def _is_public_key(obj: object) -> bool:
@@ -184,7 +188,24 @@ def ecdh(private_key: ec.EllipticCurvePrivateKey, peer: ec.EllipticCurvePublicKe
 
 def x963_kdf(shared_secret: bytes, length: int, shared_info: bytes = b"",
              hash_algorithm: hashes.HashAlgorithm | None = None) -> bytes:
-    """ANSI X9.63 key derivation (SHA-256 unless another hash is given)."""
+    """ANSI X9.63 key derivation (SHA-256 unless another hash is given).
+
+    SHA-2 runs straight on hashlib (``K_i = H(Z || i || SharedInfo)``, i a 32-bit counter from
+    1): building cryptography's X963KDF object cost more than the hashing itself, once per
+    opened message. Other hashes go through cryptography; a test checks both agree.
+    """
+    name = (hash_algorithm or _SHA256).name
+    if name in _HASHLIB_SHA2:
+        new = _HASHLIB_SHA2[name]
+        blocks = []
+        produced = 0
+        counter = 1
+        while produced < length:
+            block = new(shared_secret + counter.to_bytes(4, "big") + shared_info).digest()
+            blocks.append(block)
+            produced += len(block)
+            counter += 1
+        return b"".join(blocks)[:length]
     return X963KDF(
         algorithm=hash_algorithm or hashes.SHA256(), length=length, sharedinfo=shared_info
     ).derive(shared_secret)
