@@ -255,8 +255,9 @@ def oid(dotted: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=512)
 def dotted(contents: bytes) -> str:
-    """The dotted form of OID contents read from a message."""
+    """The dotted form of OID contents read from a message (cached: a few OIDs recur)."""
     try:
         return ObjectIdentifier.load(tlv(OID, contents)).dotted
     except ValueError as exc:

@@ -269,10 +269,24 @@ def _party(certificate_der: bytes) -> _Party:
     return _Party(certificate, issuer + serial, key_id, public_key, profile, problem)
 
 
-@lru_cache(maxsize=64)
+_PARTY_BY_OBJECT: dict[int, tuple[x509.Certificate, _Party]] = {}
+
+
 def _party_of(certificate: x509.Certificate) -> _Party:
-    """:func:`_party` for a certificate object (saves re-encoding it on every message)."""
-    return _party(certificate.public_bytes(serialization.Encoding.DER))
+    """:func:`_party` for a certificate object.
+
+    Callers pass the same certificate object message after message (their own, or the
+    expected signer's); remembering it by identity saves re-encoding it every time. The entry
+    keeps the object alive, so its id cannot be reused while it is cached.
+    """
+    entry = _PARTY_BY_OBJECT.get(id(certificate))
+    if entry is not None and entry[0] is certificate:
+        return entry[1]
+    party = _party(certificate.public_bytes(serialization.Encoding.DER))
+    if len(_PARTY_BY_OBJECT) >= 256:
+        _PARTY_BY_OBJECT.clear()
+    _PARTY_BY_OBJECT[id(certificate)] = (certificate, party)
+    return party
 
 
 # --------------------------------------------------------------------------- helpers
