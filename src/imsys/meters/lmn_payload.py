@@ -552,7 +552,6 @@ class WmbusEncoder:
         tpl = TransportHeader(
             ci=0x72 if self.long_header else 0x7A, access_number=acc,
             status=tpl_status(snapshot.status), mode=self.mode,
-            config_ext=0x10 if self.mode is SecurityMode.AES_CBC_NO_IV else None,
             address=self.address if self.long_header else None)
         return Telegram(link=LinkHeader(SND_NR, self.address), afl=afl, tpl=tpl,
                         records=self.records(snapshot))

@@ -117,6 +117,12 @@ class TransportHeader:
     config_ext: int | None = None
     address: Address | None = None
 
+    def __post_init__(self) -> None:
+        # Mode 7 always carries the configuration extension; 0x10 (KDF 1, no key version) is
+        # what OMS Vol. 2 uses. Making the default explicit keeps decode(encode(h)) == h.
+        if self.mode is SecurityMode.AES_CBC_NO_IV and self.config_ext is None:
+            object.__setattr__(self, "config_ext", 0x10)
+
     def config_word(self, blocks: int) -> int:
         return (self.config_flags & ~(CFG_MODE_MASK | CFG_BLOCKS_MASK)) | int(self.mode) << 8 \
             | (blocks & 0x0F) << 4
@@ -137,7 +143,7 @@ class TransportHeader:
         out += bytes((self.access_number, self.status))
         out += self.config_word(blocks).to_bytes(2, "little")
         if self.mode is SecurityMode.AES_CBC_NO_IV:
-            out += bytes((self.config_ext if self.config_ext is not None else 0x10,))
+            out += bytes((self.config_ext,))  # type: ignore[arg-type]  # set by __post_init__
         return out
 
 
