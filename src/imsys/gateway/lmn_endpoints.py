@@ -60,17 +60,17 @@ from imsys.gateway.measurement import (
     server_id_of,
 )
 from imsys.gateway.meter_profile import MeterProfile, MeterProtocol, PullRequest
-from imsys.lmn.errors import LmnReason, SmlRejected
+from imsys.lmn.errors import SmlRejected
 from imsys.lmn.sml import (
     CloseRequest,
     GetListRequest,
     GetProfileListRequest,
     OpenRequest,
     SmlMessage,
+    SmlStreamDecoder,
     Timestamp,
     encode_frame,
 )
-from imsys.lmn.sml.transport import START, find_end
 from imsys.pki import PathValidator
 
 log = logging.getLogger(__name__)
@@ -129,55 +129,16 @@ class EndpointStats:
 class SmlFrameSplitter:
     """Cut complete SML transport frames (raw bytes, for the core's digest) out of a stream.
 
-    Bytes before a start sequence are skipped; a frame with an unknown escape or a new start
-    inside is reported as :class:`SmlRejected` and skipped; the buffer never holds more than
-    ``max_frame_size + 8`` bytes (a longer frame is reported ``TOO_LARGE`` and dropped).
+    The framing is :class:`~imsys.lmn.sml.SmlStreamDecoder`'s (resynchronisation, bounded
+    buffer, one rejection per broken frame); this only asks it for the frames' raw bytes.
     """
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
-        if max_frame_size < 16:
-            raise UsageError("max_frame_size must be at least 16 bytes")
-        self.max_frame_size = max_frame_size
-        self._buf = bytearray()
+        self._decoder = SmlStreamDecoder(max_frame_size)
 
     def feed(self, data: bytes) -> list[bytes | SmlRejected]:
-        self._buf += data
-        out: list[bytes | SmlRejected] = []
-        buf = self._buf
-        while True:
-            k = buf.find(START)
-            if k < 0:
-                del buf[: max(0, len(buf) - 7)]
-                return out
-            del buf[:k]
-            try:
-                end, _ = find_end(bytes(buf))
-            except SmlRejected as exc:
-                out.append(exc)
-                del buf[:8]
-                continue
-            if end < 0:
-                restart = buf.find(START, 8)
-                if restart > 0:  # out of step: the next frame began before this one ended
-                    out.append(SmlRejected(LmnReason.TRUNCATED, "frame interrupted by a new "
-                                           "start", length=restart))
-                    del buf[:restart]
-                    continue
-                if len(buf) > self.max_frame_size + 8:
-                    out.append(SmlRejected(LmnReason.TOO_LARGE, "frame exceeds the bound",
-                                           length=len(buf)))
-                    del buf[:8]
-                    continue
-                return out
-            restart = buf.find(START, 8, end)
-            if restart > 0:  # a new frame began inside this one (out of step): bytes were lost
-                out.append(SmlRejected(LmnReason.TRUNCATED, "frame interrupted by a new start",
-                                       length=restart))
-                del buf[:restart]
-                continue
-            frame = bytes(buf[: end + 8])
-            del buf[: end + 8]
-            out.append(frame)
+        self._decoder.feed(data)
+        return list(self._decoder.raw_frames())
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:

@@ -107,6 +107,14 @@ class SmlStreamDecoder:
         while (item := self.next_frame()) is not None:
             yield item
 
+    def raw_frames(self) -> Iterator[bytes | SmlRejected]:
+        """Every complete transport frame as received (escapes, padding, CRC and all), or the
+        rejection of a frame that could not be cut out – for callers that keep or digest the
+        exact bytes (the gateway's evidence) and decode them themselves. The CRCs are checked
+        by that decoding (:func:`~imsys.lmn.sml.decode_frame`), not here."""
+        while self._out:
+            yield self._out.popleft()
+
     # ------------------------------------------------------------------ scanning
 
     def _reject(self, reason: LmnReason, message: str, **context: object) -> None:
