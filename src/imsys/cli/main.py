@@ -12,6 +12,7 @@ from imsys.cli._common import console
 from imsys.cli.cms import app as cms_app
 from imsys.cli.pki import app as pki_app
 from imsys.emt.cli import emt_app
+from imsys.gateway.cli import gateway_app
 from imsys.lmn.cli import sml_app, wmbus_app
 from imsys.meters.cli import meter_app
 
@@ -29,6 +30,7 @@ app.add_typer(sml_app, name="sml")
 app.add_typer(wmbus_app, name="wmbus")
 app.add_typer(meter_app, name="meter")
 app.add_typer(emt_app, name="emt")
+app.add_typer(gateway_app, name="gateway")
 
 
 @app.callback()

@@ -31,12 +31,12 @@ import logging
 import sqlite3
 import ssl
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from imsys.core.clock import Clock
+from imsys.core.clock import Clock, next_boundary
 from imsys.core.errors import ImsysError, Rejected, UsageError
 from imsys.crypto.tls import (
     Interface,
@@ -81,7 +81,6 @@ METER_PROFILE = "meter-tls"
 CLIENT_ID = b"imsys-gw"
 #: the parameter tree path of the load profile in ``GetProfileList.Req`` (8181C78610FF)
 PROFILE_PATH = (bytes.fromhex("8181c78610ff"),)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -263,13 +262,6 @@ class LmnTlsServer:
 # --------------------------------------------------------------------------- pull
 
 
-def next_boundary(when: datetime, interval: timedelta) -> datetime:
-    """The first multiple of ``interval`` (from 1970-01-01 UTC) strictly after ``when``."""
-    step = interval.total_seconds()
-    k = int((when - _EPOCH).total_seconds() // step) + 1
-    return _EPOCH + timedelta(seconds=k * step)
-
-
 def request_frame(profile: MeterProfile, begin: datetime | None, file_number: int) -> bytes:
     """The SML request file of one poll: ``Open.Req``, the profile's request, ``Close.Req``."""
     fid = file_number.to_bytes(4, "big")
@@ -434,6 +426,5 @@ __all__ = [
     "LmnTlsServer",
     "SmlFrameSplitter",
     "WmbusUdpReceiver",
-    "next_boundary",
     "request_frame",
 ]

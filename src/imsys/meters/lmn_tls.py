@@ -35,12 +35,12 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 
-from imsys.core.clock import Clock, SystemClock
+from imsys.core.clock import Clock, ScaledClock, next_boundary
 from imsys.core.errors import ImsysError, Rejected, UsageError
 from imsys.crypto.tls import (
     Interface,
@@ -60,41 +60,9 @@ log = logging.getLogger(__name__)
 
 #: the certificate profile a meter demands from the gateway side of the LMN
 GATEWAY_PROFILE = "gateway-tls"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- time
-
-
-class ScaledClock:
-    """A clock running ``speed`` times faster than ``base`` (default: the system clock).
-
-    It shows ``start`` (default: the base clock's time) when it is created.
-    """
-
-    def __init__(self, speed: float = 1.0, start: datetime | None = None,
-                 base: Clock | None = None) -> None:
-        if not speed > 0:
-            raise UsageError("speed must be positive")
-        self.speed = float(speed)
-        self._base = base or SystemClock()
-        self._real0 = self._base.now()
-        start = start or self._real0
-        if start.tzinfo is None:
-            raise UsageError("ScaledClock needs a timezone-aware start time")
-        self._start = start.astimezone(UTC)
-
-    def now(self) -> datetime:
-        return self._start + (self._base.now() - self._real0) * self.speed
-
-
-def next_boundary(when: datetime, interval: timedelta) -> datetime:
-    """The first multiple of ``interval`` (counted from 1970-01-01 UTC) strictly after ``when``."""
-    step = interval.total_seconds()
-    if step <= 0:
-        raise UsageError("interval must be positive")
-    k = int((when - _EPOCH).total_seconds() // step) + 1
-    return _EPOCH + timedelta(seconds=k * step)
 
 
 class Pacer:
