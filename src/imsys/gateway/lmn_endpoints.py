@@ -71,6 +71,7 @@ from imsys.lmn.sml import (
     Timestamp,
     encode_frame,
 )
+from imsys.net import Listener, close_writer
 from imsys.pki import PathValidator
 
 log = logging.getLogger(__name__)
@@ -180,12 +181,6 @@ def _ingest(core: Measurement, frame: LmnFrame, stats: EndpointStats) -> None:
     stats.stored += len(result.readings)
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), 2.0)
-
-
 # --------------------------------------------------------------------------- push
 
 
@@ -203,26 +198,18 @@ class LmnTlsServer:
         self.max_frame_size = max_frame_size
         self.stats = EndpointStats()
         self._context = tls.server()
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        # TLS starts inside the handler, so a failed handshake is seen, counted and logged
+        self._listener = Listener(self._handle, listen, "the LMN endpoint")
 
     @property
     def port(self) -> int:
-        if self._server is None or not self._server.sockets:
-            raise UsageError("the endpoint is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def start(self) -> None:
-        host, port = self.listen
-        # TLS starts inside the handler, so a failed handshake is seen, counted and logged
-        self._server = await asyncio.start_server(self._handle, host, port)
+        await self._listener.start()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._connections):
-                w.close()
-            await self._server.wait_closed()
+        await self._listener.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -233,11 +220,11 @@ class LmnTlsServer:
             self.stats.failed("meter refused", exc)
             log.warning("gateway refuses an LMN connection: %s", exc)
             _log_refused_peer(self.core, exc)
-            await _close(writer)
+            await close_writer(writer)
             return
         self.stats.connects += 1
         self.stats.peers.append(peer.meter_id)
-        self._connections.add(writer)
+        self._listener.connections.add(writer)
         opened_at = self.clock.now()
         splitter = SmlFrameSplitter(self.max_frame_size)
         try:
@@ -255,8 +242,8 @@ class LmnTlsServer:
         except (OSError, ssl.SSLError) as exc:
             self.stats.failed("connection", exc)
         finally:
-            self._connections.discard(writer)
-            await _close(writer)
+            self._listener.connections.discard(writer)
+            await close_writer(writer)
 
 
 # --------------------------------------------------------------------------- pull
@@ -358,7 +345,7 @@ class LmnPullClient:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.stats.failed("exchange", exc)
         finally:
-            await _close(writer)
+            await close_writer(writer)
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes | None:
         splitter = SmlFrameSplitter(self.max_frame_size)

@@ -54,6 +54,7 @@ from imsys.lmn.errors import SmlRejected
 from imsys.lmn.sml import SmlStreamDecoder
 from imsys.meters.lmn_payload import SmlPushEncoder, SmlResponder
 from imsys.meters.simulator import MeterSimulator, MeterSnapshot
+from imsys.net import Listener, close_writer
 from imsys.pki import PathValidator, load_certificates
 
 log = logging.getLogger(__name__)
@@ -216,12 +217,6 @@ def _check_gateway(writer: asyncio.StreamWriter, config: LmnTlsConfig) -> str:
     return check_peer(ssl_obj, config.validator, config.peer_profile).identifier
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), 2.0)
-
-
 # --------------------------------------------------------------------------- push mode
 
 
@@ -319,7 +314,7 @@ class PushMeter:
                      host, port)
             await self._push(reader, writer)
         finally:
-            await _close(writer)
+            await close_writer(writer)
 
     async def _push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pacer = self._pacer
@@ -402,29 +397,26 @@ class PullMeter:
         self.handshake_timeout = handshake_timeout
         self.stats = LinkStats()
         self._context = tls.server()
-        self._server: asyncio.Server | None = None
         self._stopped: asyncio.Event | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        # TLS is started inside the handler, so a failed handshake (a peer outside the SM-PKI)
+        # is seen, logged and counted like any other refusal
+        self._listener = Listener(self._handle, listen, "the meter")
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        if self._server is None or not self._server.sockets:
-            raise UsageError("the meter is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def start(self) -> None:
-        host, port = self.listen
         self._stopped = asyncio.Event()
-        # TLS is started inside the handler, so a failed handshake (a peer outside the SM-PKI)
-        # is seen, logged and counted like any other refusal
-        self._server = await asyncio.start_server(self._handle, host, port)
+        await self._listener.start()
         self.stats.state = "listening"
-        log.info("meter %s listens on %s:%d", self.responder.meter_id, host, self.port)
+        log.info("meter %s listens on %s:%d", self.responder.meter_id, self.listen[0],
+                 self.port)
 
     async def run(self) -> None:
         """Listen until :meth:`stop`."""
-        if self._server is None:
+        if not self._listener.listening:
             await self.start()
         assert self._stopped is not None
         await self._stopped.wait()
@@ -435,11 +427,7 @@ class PullMeter:
             self._stopped.set()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._connections):
-                w.close()
-            await self._server.wait_closed()
+        await self._listener.close()
         self.stats.state = "stopped"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -451,17 +439,17 @@ class PullMeter:
             self.stats.refused_peers += 1
             self.stats.failed("gateway refused", exc)
             log.warning("meter %s refuses a gateway connection: %s", meter, exc)
-            await _close(writer)
+            await close_writer(writer)
             return
         except (OSError, TimeoutError) as exc:
             self.stats.failed("handshake", exc)
             log.warning("meter %s: TLS handshake with a gateway failed: %s", meter, exc)
-            await _close(writer)
+            await close_writer(writer)
             return
         self.stats.connects += 1
         self.stats.peers.append(peer)
         self.stats.state = "connected"
-        self._connections.add(writer)
+        self._listener.connections.add(writer)
         opened_at = self.clock.now()
         decoder = SmlStreamDecoder(self.max_frame_size)
         try:
@@ -492,9 +480,9 @@ class PullMeter:
             self.stats.failed("connection", exc)
             log.warning("meter %s: gateway connection failed: %s", meter, exc)
         finally:
-            self._connections.discard(writer)
-            await _close(writer)
-            if not self._connections and self.stats.state == "connected":
+            self._listener.connections.discard(writer)
+            await close_writer(writer)
+            if not self._listener.connections and self.stats.state == "connected":
                 self.stats.state = "listening"
 
 
