@@ -90,6 +90,7 @@ class CommandGroup(StrEnum):
     WAKEUP = "wakeup"  # Wake-Up-Konfiguration
     MONITORING = "monitoring"  # Zustand, Logs, Selbsttest
     TIME = "time"  # Zeitservice
+    COMMISSIONING = "commissioning"  # §2.3.3 Personalisierung, §2.3.4 Normalbetrieb
 
 
 class _Spec(NamedTuple):
@@ -146,6 +147,16 @@ class CommandType(StrEnum):
     # firmware, security updates, application software
     FIRMWARE_UPDATE = "firmware.update"  # where to fetch the image, its digest and version
     FIRMWARE_ACTIVATE = "firmware.activate"
+    # commissioning over the admin session (seed 003 §2.3.3, §2.3.4)
+    COMMISSIONING_ADMIN_CHALLENGE = "commissioning.admin-challenge"
+    COMMISSIONING_AUTHENTICATE = "commissioning.authenticate"
+    COMMISSIONING_GENERATE_KEYS = "commissioning.generate-keys"
+    COMMISSIONING_EXPORT_PUBLIC_KEYS = "commissioning.export-public-keys"
+    COMMISSIONING_CERTIFICATE_REQUESTS = "commissioning.certificate-requests"
+    COMMISSIONING_IMPORT_CERTIFICATES = "commissioning.import-certificates"
+    COMMISSIONING_COMPLETE_PERSONALISATION = "commissioning.complete-personalisation"
+    COMMISSIONING_SYNCHRONISE_TIME = "commissioning.synchronise-time"
+    COMMISSIONING_SELF_TEST = "commissioning.self-test"
 
     @property
     def group(self) -> CommandGroup:
@@ -200,6 +211,15 @@ COMMAND_TABLE: dict[CommandType, _Spec] = {
     _T.WAKEUP_CONFIGURE: _Spec(_G.WAKEUP, False),
     _T.FIRMWARE_UPDATE: _Spec(_G.FIRMWARE, False),
     _T.FIRMWARE_ACTIVATE: _Spec(_G.FIRMWARE, False),
+    _T.COMMISSIONING_ADMIN_CHALLENGE: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_AUTHENTICATE: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_GENERATE_KEYS: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_EXPORT_PUBLIC_KEYS: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_CERTIFICATE_REQUESTS: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_IMPORT_CERTIFICATES: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_COMPLETE_PERSONALISATION: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_SYNCHRONISE_TIME: _Spec(_G.COMMISSIONING, False),
+    _T.COMMISSIONING_SELF_TEST: _Spec(_G.COMMISSIONING, False),
 }
 del _T, _G
 
