@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import mmap
+import os
+import struct
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from imsys.core.errors import UsageError
@@ -72,6 +76,79 @@ class ScaledClock:
 
     def now(self) -> datetime:
         return self._start + (self._base.now() - self._real0) * self.speed
+
+
+_SHARED = struct.Struct("<qq")  # micros since the epoch, and its bitwise complement
+_SHARED_MAGIC = b"imsys-clock/1\n\0\0"
+
+
+class SharedClock:
+    """A simulated clock shared by several processes through a small file.
+
+    One process (the orchestrator of ``imsys demo``) creates it and moves it with
+    :meth:`advance`/:meth:`set`; every other process opens the same file and reads it. Between
+    two moves time stands still, so a meter's send instant, the gateway's time stamp and the
+    TAF boundaries all see the same instant however slow the machine is – the stepped
+    simulation a multi-process demo needs (a ``ScaledClock`` per process would drift apart by
+    the start-up delays times the speed).
+
+    Layout: 16 magic octets, then the time as signed 64-bit microseconds since 1970 and its
+    bitwise complement (little-endian). A reader retries until both agree, so it never sees a
+    half-written value.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size != len(_SHARED_MAGIC) + _SHARED.size:
+                raise UsageError(f"{self.path} is not a shared clock file")
+            self._map = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+        if self._map[:len(_SHARED_MAGIC)] != _SHARED_MAGIC:
+            raise UsageError(f"{self.path} is not a shared clock file")
+
+    @classmethod
+    def create(cls, path: Path | str, start: datetime) -> SharedClock:
+        """Write a new clock file showing ``start`` (replacing any file there)."""
+        if start.tzinfo is None:
+            raise UsageError("SharedClock needs a timezone-aware start time")
+        micros = _micros(start)
+        tmp = Path(f"{path}.tmp")
+        tmp.write_bytes(_SHARED_MAGIC + _SHARED.pack(micros, ~micros))
+        os.replace(tmp, path)
+        return cls(path)
+
+    def now(self) -> datetime:
+        offset = len(_SHARED_MAGIC)
+        while True:
+            micros, check = _SHARED.unpack_from(self._map, offset)
+            if check == ~micros:
+                return _EPOCH + timedelta(microseconds=micros)
+
+    def set(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise UsageError("SharedClock.set needs a timezone-aware time")
+        micros = _micros(when)
+        offset = len(_SHARED_MAGIC)
+        _SHARED.pack_into(self._map, offset, micros, 0)  # inconsistent while writing
+        _SHARED.pack_into(self._map, offset, micros, ~micros)
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise UsageError("a clock does not run backwards; use set() for corrections")
+        when = self.now() + delta
+        self.set(when)
+        return when
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def _micros(when: datetime) -> int:
+    delta = when.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def next_boundary(when: datetime, interval: timedelta) -> datetime:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imsys.cli._common import console, err_console, handle_errors
-from imsys.core.clock import Clock, ScaledClock, SystemClock
+from imsys.core.clock import Clock, ScaledClock, SharedClock, SystemClock
 from imsys.gateway.process import GatewayProcess, GatewayStatus, status
 
 gateway_app = typer.Typer(name="gateway", help="Smart Meter Gateway: run it, look at it.",
@@ -63,10 +63,19 @@ def run_command(
     speed: Annotated[float, typer.Option(
         "--speed", min=0.001, help="simulated seconds per real second (1 = real time)")] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no status line")] = False,
+    clock_file: Annotated[Path | None, typer.Option(
+        "--clock", help="a shared simulated clock file (imsys demo moves it; excludes --speed)",
+        exists=True, dir_okay=False)] = None,
 ) -> None:
     """Run the gateway until Ctrl-C or SIGTERM: LMN endpoint, store, TAF, deliveries."""
-    clock: Clock = SystemClock() if speed == 1.0 else ScaledClock(speed)
-    process = GatewayProcess(state, clock)
+    clock: Clock
+    if clock_file is not None:
+        if speed != 1.0:
+            raise typer.BadParameter("--clock and --speed exclude each other")
+        clock = SharedClock(clock_file)
+    else:
+        clock = SystemClock() if speed == 1.0 else ScaledClock(speed)
+    process = GatewayProcess(state, clock, report_ticks=clock_file is not None)
     asyncio.run(_run(process, clock, quiet))
     s = process.stats
     console.print(f"stopped: {s.evaluations} evaluations, {s.enqueued} deliveries queued, "

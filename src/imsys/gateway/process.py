@@ -87,6 +87,9 @@ DB_FILE = "gateway.db"
 KEYS_DIR = "keys"
 #: state key: the last successful exchange with the EMT (a receipt arrived)
 LAST_EMT_CONTACT = "last-emt-contact"
+#: with ``report_ticks``: the clock time of the last completed round (a stepped simulation
+#: such as ``imsys demo`` waits for it before it moves the shared clock on)
+TICK_DONE = "process.tick-done"
 #: state key prefix: the newest reading time delivered per evaluation profile
 _DELIVERED = "process.delivered."
 _HTTP_LIMIT = 1024 * 1024
@@ -338,7 +341,8 @@ class GatewayProcess:
 
     def __init__(self, state_dir: Path, clock: Clock, *, poll: float = 0.1,
                  timeout: float = 10.0, durability: Durability = Durability.FULL,
-                 reconnect: timedelta = timedelta(seconds=30)) -> None:
+                 reconnect: timedelta = timedelta(seconds=30),
+                 report_ticks: bool = False) -> None:
         if not poll > 0:
             raise UsageError("poll must be positive")
         self.state_dir = Path(state_dir)
@@ -347,6 +351,8 @@ class GatewayProcess:
         self.timeout = timeout
         self.durability = durability
         self.reconnect = reconnect
+        self.report_ticks = report_ticks
+        self._tick_reported: datetime | None = None
         self.config = GatewayConfig.load(self.state_dir)
         keys = self.state_dir / KEYS_DIR
         self.tls_pair = _load_pair(keys, "tls")
@@ -438,6 +444,9 @@ class GatewayProcess:
             queue.next_wakeup() is not None and cast(datetime, queue.next_wakeup()) <= now)
         if due and (self._next_connect is None or now >= self._next_connect):
             await self.deliver()
+        if self.report_ticks and now != self._tick_reported and self.core is not None:
+            self.core.state.set_time(TICK_DONE, now)
+            self._tick_reported = now
 
     # ------------------------------------------------------------------ evaluation
 
@@ -605,7 +614,7 @@ class GatewayStatus:
     last_admin_contact: datetime | None = None
 
 
-def _delivery_counts(db: Database) -> dict[str, int]:
+def delivery_counts(db: Database) -> dict[str, int]:
     counts = {s.value: 0 for s in DeliveryState}
     if not db.table_exists(DELIVERY_EVENTS.name):
         return counts
@@ -652,7 +661,7 @@ def status(state_dir: Path) -> GatewayStatus:
             phase=None if phase is None else str(phase),
             meters=tuple(meters),
             readings=store.count(),
-            deliveries=_delivery_counts(db),
+            deliveries=delivery_counts(db),
             chain_verified=problem is None,
             chain_problem=problem,
             last_emt_contact=state.get_time(LAST_EMT_CONTACT),

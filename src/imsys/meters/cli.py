@@ -34,7 +34,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from imsys.core.clock import Clock, SimulatedClock
+from imsys.core.clock import Clock, SharedClock, SimulatedClock
 from imsys.core.errors import ImsysError, Rejected
 from imsys.lmn.wmbus import SecurityMode
 from imsys.lmn.wmbus.stream import write_capture
@@ -256,9 +256,18 @@ def run(
         "--duration", min=0, help="stop after this many real seconds (default: until Ctrl-C)")]
     = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no status line")] = False,
+    clock_file: Annotated[Path | None, typer.Option(
+        "--clock", help="a shared simulated clock file (imsys demo moves it; excludes --speed "
+                        "and --start)", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Run one meter on the LMN until Ctrl-C."""
-    clock = ScaledClock(speed, parse_start(start) if start else None)
+    clock: Clock
+    if clock_file is not None:
+        if speed != 1.0 or start is not None:
+            raise typer.BadParameter("--clock excludes --speed and --start")
+        clock = SharedClock(clock_file)
+    else:
+        clock = ScaledClock(speed, parse_start(start) if start else None)
     every = timedelta(seconds=interval)
     try:
         sim = build_simulator(kind, profile, meter_id, clock, seed=seed, annual_kwh=annual_kwh,
