@@ -10,6 +10,7 @@ import typer
 from imsys import __version__
 from imsys.cli._common import console
 from imsys.cli.cms import app as cms_app
+from imsys.cli.demo import register as register_demo
 from imsys.cli.pki import app as pki_app
 from imsys.emt.cli import emt_app
 from imsys.gateway.cli import gateway_app
@@ -31,6 +32,7 @@ app.add_typer(wmbus_app, name="wmbus")
 app.add_typer(meter_app, name="meter")
 app.add_typer(emt_app, name="emt")
 app.add_typer(gateway_app, name="gateway")
+register_demo(app)
 
 
 @app.callback()

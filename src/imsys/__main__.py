@@ -1,0 +1,5 @@
+"""``python -m imsys`` is the ``imsys`` command."""
+
+from imsys.cli.main import main
+
+main()

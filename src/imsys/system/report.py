@@ -1,0 +1,187 @@
+"""What a demo run produced, read back from the roles' own stores, and its plots.
+
+Nothing here trusts the orchestrator's bookkeeping: readings are counted in each gateway's
+evidence store, deliveries in its outbox, verified values in the EMT's database, TAF2 registers
+in the AR 2418-6 documents the EMT received.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+
+from imsys.core.clock import SystemClock
+from imsys.core.errors import Rejected
+from imsys.core.reading import Reading
+from imsys.emt.storage import DELIVERIES, EmtStorage
+from imsys.gateway.logs import ConsumerLog, GatewayLogs, LogEntry
+from imsys.gateway.process import DB_FILE, delivery_counts
+from imsys.gateway.store import Database, ReadingStore
+from imsys.system.demo import DemoRun
+from imsys.system.provision import Household
+from imsys.wire.ar2418 import parse_document, readings_of
+
+__all__ = ["DemoSummary", "GatewaySummary", "plot", "summarise"]
+
+
+@dataclass
+class GatewaySummary:
+    gateway_id: str
+    readings: int
+    chain_verified: bool
+    deliveries: dict[str, int]
+    system_log: list[LogEntry]
+    calibration_log: list[LogEntry]
+    consumer_log: list[LogEntry]
+    consumer_log_transmissions: int
+
+
+@dataclass
+class DemoSummary:
+    gateways: list[GatewaySummary]
+    emt_counts: dict[str, int]
+    energy: dict[tuple[str, str, str], float]  # (meter, role, obis) -> consumption in the window
+    units: dict[str, str]
+    taf2: dict[str, dict[str, float]]  # gateway -> {obis: kWh} (latest registers)
+    series: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)  # TAF7 kWh
+
+    @property
+    def measured(self) -> int:
+        return sum(g.readings for g in self.gateways)
+
+    @property
+    def delivered(self) -> int:
+        return sum(g.deliveries.get("acknowledged", 0) for g in self.gateways)
+
+
+def _value(row: dict[str, Any]) -> float:
+    return float(row["value"]) * 10.0 ** int(row["scaler"])
+
+
+def _register_series(storage: EmtStorage, meter: str, obis: str, run: DemoRun
+                     ) -> list[tuple[datetime, float]]:
+    rows = [r for r in storage.readings(meter=meter) if r["obis"] == obis]
+    out = []
+    for row in rows:
+        when = row["timestamp"]
+        when = when if when.tzinfo else when.replace(tzinfo=run.start.tzinfo)
+        if run.start <= when <= run.end:
+            out.append((when, _value(row)))
+    return sorted(out)
+
+
+def _taf2_registers(url: str, gateway_id: str) -> dict[str, float]:
+    """The newest TAF2 registers in the documents the EMT received from ``gateway_id``."""
+    latest: dict[str, Reading] = {}
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            documents = [row[0] for row in conn.execute(
+                select(DELIVERIES.c.document).where(DELIVERIES.c.gateway_id == gateway_id,
+                                                    DELIVERIES.c.profile_id.like("TAF2%")))]
+    finally:
+        engine.dispose()
+    for document in documents:
+        for reading in readings_of(parse_document(document)):
+            known = latest.get(reading.obis)
+            if known is None or reading.timestamp > known.timestamp:
+                latest[reading.obis] = reading
+    return {obis: r.value * 10.0 ** r.scaler for obis, r in sorted(latest.items())}
+
+
+def _gateway(run: DemoRun, home: Household) -> GatewaySummary:
+    db = Database(run.gateway_dir(home) / DB_FILE)
+    try:
+        store = ReadingStore(db)
+        try:
+            store.verify_chain()
+            verified = True
+        except Rejected:  # a broken chain is reported, not raised
+            verified = False
+        logs = GatewayLogs(db, SystemClock())
+        consumer = ConsumerLog(db, SystemClock(), home.consumer_id)
+        entries = consumer.entries()
+        return GatewaySummary(
+            home.gateway_id, store.count(), verified, delivery_counts(db),
+            logs.system.entries()[-5:], logs.calibration.entries()[-5:], entries[-5:],
+            sum(1 for e in entries if e.event is not None and e.event.value == 301))
+    finally:
+        db.close()
+
+
+def summarise(run: DemoRun) -> DemoSummary:
+    storage = EmtStorage(run.emt_db, create=False)
+    try:
+        energy: dict[tuple[str, str, str], float] = {}
+        series: dict[str, list[tuple[datetime, float]]] = {}
+        taf2: dict[str, dict[str, float]] = {}
+        wanted = {"household": "1-0:1.8.0*255", "pv": "1-0:2.8.0*255", "gas": "7-0:3.0.0*255"}
+        units = {"household": "kWh", "pv": "kWh", "gas": "m³"}
+        for home in run.households:
+            for meter in home.meters:
+                obis = wanted[meter.role]
+                points = _register_series(storage, meter.meter_id, obis, run)
+                if meter.role == "household":
+                    series[meter.meter_id] = points
+                if len(points) >= 2:
+                    scale = 1000.0 if meter.role != "gas" else 1.0
+                    energy[(meter.meter_id, meter.role, obis)] = (
+                        (points[-1][1] - points[0][1]) / scale)
+            registers = _taf2_registers(run.emt_db, home.gateway_id)
+            taf2[home.gateway_id] = {k: v / 1000.0 for k, v in registers.items()}
+        return DemoSummary([_gateway(run, h) for h in run.households], storage.counts(), energy,
+                           units, taf2, series)
+    finally:
+        storage.dispose()
+
+
+def plot(summary: DemoSummary, out: Path) -> list[Path]:
+    """PNG plots: the household's 15-minute consumption, and the TAF2 registers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for meter, points in summary.series.items():
+        if len(points) < 2:
+            continue
+        times = [t for t, _ in points[1:]]
+        kwh = [(b - a) / 1000.0 for (_, a), (_, b) in pairwise(points)]
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        ax.step(times, [k * 4 for k in kwh], where="pre")
+        ax.set_title(f"{meter}: mean power per quarter hour (TAF 7 register series at the EMT)")
+        ax.set_ylabel("kW")
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        path = out / f"{meter}-taf7.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    for gateway, registers in summary.taf2.items():
+        if not registers:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        names = list(registers)
+        ax.bar(names, [registers[n] for n in names])
+        ax.set_title(f"{gateway}: TAF 2 registers (kWh)")
+        ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+        path = out / f"{gateway}-taf2.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def by_kind(entries: list[LogEntry]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        counts[entry.level.name] += 1
+    return dict(counts)
