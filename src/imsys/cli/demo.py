@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,7 +25,7 @@ def _entries(title: str, entries: list[LogEntry]) -> Table:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(str(e.record_number), f"{e.timestamp:%Y-%m-%d %H:%M:%S}", e.level.name,
-                      e.outcome.name, e.text)
+                      e.outcome.name, escape(e.text))
     return table
 
 
