@@ -15,6 +15,7 @@ from imsys.cli._common import console, handle_errors
 from imsys.gateway.logs import LogEntry
 from imsys.system.demo import DemoOptions, DemoRun, run_demo
 from imsys.system.report import DemoSummary, plot, summarise
+from imsys.system.up import down, up
 
 __all__ = ["register"]
 
@@ -48,6 +49,10 @@ def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path]) -> None
                          else "[red]BROKEN", ", ".join(f"{k} {v}" for k, v in g.deliveries.items()
                                                        if v), str(g.consumer_log_transmissions))
     console.print(gateways)
+    console.print("deliveries at the EMT per evaluation profile: " + ", ".join(
+        f"{profile} {n}" for profile, n in sorted(summary.profiles.items()))
+        + " (TAF 1 delivers at the end of its monthly billing period; TAF 6 the billing-day "
+          "value of each day)")
     energy = Table("meter", "role", "register", "in the window")
     for (meter, role, obis), value in sorted(summary.energy.items()):
         energy.add_row(meter, role, obis, f"{value:.3f} {summary.units[role]}")
@@ -72,7 +77,7 @@ def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path]) -> None
 def demo(
     households: Annotated[int, typer.Option("--households", min=1, max=50,
                                             help="households (one gateway and three meters "
-                                                 "each)")] = 1,
+                                                 "each)")] = 2,
     days: Annotated[int, typer.Option("--days", min=1, max=31,
                                       help="simulated days (ending at the last midnight)")] = 1,
     hours: Annotated[int | None, typer.Option("--hours", min=1, max=744,
@@ -103,5 +108,40 @@ def demo(
     console.print(f"output folder: {run.out}")
 
 
+DirOpt = Annotated[Path, typer.Option("--dir", help="the system's folder", file_okay=False)]
+
+
+def up_command(
+    folder: DirOpt = Path("imsys-system"),
+    households: Annotated[int, typer.Option("--households", min=1, max=50,
+                                            help="households on first start")] = 2,
+) -> None:
+    """Start the demo's roles on the real clock and leave them running (until imsys down)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        records = up(folder, households, progress)
+    table = Table("role", "pid", "log")
+    for r in records:
+        table.add_row(r.name, str(r.pid), r.log)
+    console.print(table)
+    console.print(f"up: {len(records)} role processes in {folder.resolve()}; meters send every "
+                  f"quarter hour, gateways deliver hourly. Stop with: imsys down --dir {folder}")
+
+
+def down_command(folder: DirOpt = Path("imsys-system")) -> None:
+    """Stop the roles imsys up started in --dir."""
+    for record, how in down(folder):
+        console.print(f"{record.name} (pid {record.pid}): {how}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(handle_errors(demo))
+    app.command("up")(handle_errors(up_command))
+    app.command("down")(handle_errors(down_command))

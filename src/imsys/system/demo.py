@@ -22,6 +22,7 @@ judges signing times against the real clock.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pathlib import Path
 from imsys.core.clock import SharedClock
 from imsys.core.errors import UsageError
 from imsys.gateway.delivery import DeliveryState
+from imsys.gateway.logs import SystemEvent
 from imsys.gateway.process import DB_FILE, TICK_DONE, delivery_counts
 from imsys.gateway.store import Database, ReadingStore, StateTable
 from imsys.system.provision import (
@@ -52,7 +54,7 @@ EVALUATE_AFTER = timedelta(seconds=10)  # past the 9 s TAF tolerance
 
 @dataclass(frozen=True)
 class DemoOptions:
-    households: int = 1
+    households: int = 2
     days: int = 1
     hours: int | None = None  # a shorter window (tests); overrides days
     out: Path | None = None
@@ -97,7 +99,7 @@ class DemoRun:
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 
 
-def _no_progress(task: str, done: int, total: int) -> None:
+def no_progress(task: str, done: int, total: int) -> None:
     pass
 
 
@@ -151,6 +153,20 @@ class _Gateways:
         self.dbs.clear()
 
 
+def gateway_starts(state: Path) -> int:
+    """How often the gateway in ``state`` has logged its start (0 before its first run)."""
+    path = state / DB_FILE
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM log_entries WHERE log = 'system' "
+                               "AND event = ?", (int(SystemEvent.GATEWAY_START),)).fetchone()
+        except sqlite3.OperationalError:  # the gateway is still creating its schema
+            return 0
+    return int(row[0])
+
+
 def _wait(what: str, predicate: Callable[[], bool], timeout: float,
           roles: list[RoleProcess]) -> None:
     deadline = time.monotonic() + timeout
@@ -173,7 +189,7 @@ def _timed(run: DemoRun, name: str) -> Iterator[None]:
         run.seconds[name] = time.monotonic() - t0
 
 
-def run_demo(options: DemoOptions, progress: Progress = _no_progress,
+def run_demo(options: DemoOptions, progress: Progress = no_progress,
              now: datetime | None = None) -> DemoRun:
     """Run the demo; returns where its files are. Role processes are stopped on return."""
     real_now = now or datetime.now(UTC)
@@ -205,7 +221,7 @@ def run_demo(options: DemoOptions, progress: Progress = _no_progress,
             clock_file = out / "clock"
             clock = SharedClock.create(clock_file, start - Q)
             progress("SM-PKI and key material", 1 + len(homes), 1 + len(homes))
-            _start_roles(run, roles, ports[0], clock_file, progress)
+            start_roles(run, roles, ports[0], clock_file, progress)
         with _timed(run, "simulation"):
             _step_through(run, clock, views, roles, options, progress)
         with _timed(run, "shutdown"):
@@ -218,8 +234,10 @@ def run_demo(options: DemoOptions, progress: Progress = _no_progress,
             role.stop(5)
 
 
-def _start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock_file: Path,
-                 progress: Progress) -> None:
+def start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int,
+                 clock_file: Path | None, progress: Progress) -> None:
+    """Start the EMT, then each gateway and its meters; ``clock_file`` None = real clock."""
+    clock_args = [] if clock_file is None else ["--clock", str(clock_file)]
     logs = run.out / "logs"
     total = 1 + sum(1 + len(h.meters) for h in run.households)
     done = 0
@@ -233,23 +251,33 @@ def _start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock_fi
     wait_for_port(emt_port, 60, emt)
     done += 1
     progress("starting roles", done, total)
-    for home in run.households:
+    gateways = []
+    for home in run.households:  # all gateways start at once, then each is waited for
+        before = gateway_starts(run.gateway_dir(home))
         gateway = RoleProcess(f"gateway {home.gateway_id}", imsys_command(
-            "gateway", "run", "--state", str(run.gateway_dir(home)), "--clock", str(clock_file),
+            "gateway", "run", "--state", str(run.gateway_dir(home)), *clock_args,
             "--quiet"), logs / f"gateway-{home.gateway_id}.log").start()
         roles.append(gateway)
-        wait_for_port(home.lmn_port, 60, gateway)
+        gateways.append((home, gateway, before))
+    for home, gateway, before in gateways:
+        # not a probe connection (the gateway would log it as a refused LMN peer): its
+        # system log says when the LMN endpoints are up
+        _wait(f"{gateway.name} to start", lambda h=home, n=before: gateway_starts(  # type: ignore[misc]
+            run.gateway_dir(h)) > n, 60, [gateway])
         done += 1
         progress("starting roles", done, total)
+    for home in run.households:
         for meter in home.meters:
             args = ["meter", "run", "--kind", meter.kind, "--id", meter.meter_id,
                     "--interval", str(int(meter.interval.total_seconds())),
-                    "--clock", str(clock_file), "--seed", str(home.index), "--quiet"]
+                    *clock_args, "--seed", str(home.index), "--quiet"]
             if meter.kind == "electricity":
                 folder = run.out / "meters" / meter.meter_id
                 args += ["--profile", meter.profile, "--gateway", f"127.0.0.1:{home.lmn_port}",
                          "--cert", str(folder / "cert.pem"), "--key", str(folder / "key.pem"),
-                         "--ca", str(folder / "ca.pem")]
+                         "--ca", str(folder / "ca.pem"),
+                         "--crl", str(run.pki_dir / "ca" / "root" / "crl.der"),
+                         "--crl", str(run.pki_dir / "ca" / "sub-ca" / "crl.der")]
             else:
                 assert meter.aes_key is not None
                 args += ["--udp", f"127.0.0.1:{home.wmbus_port}", "--key-hex",

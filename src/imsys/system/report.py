@@ -14,7 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 
 from imsys.core.clock import SystemClock
 from imsys.core.errors import Rejected
@@ -50,6 +50,7 @@ class DemoSummary:
     units: dict[str, str]
     taf2: dict[str, dict[str, float]]  # gateway -> {obis: kWh} (latest registers)
     series: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)  # TAF7 kWh
+    profiles: dict[str, int] = field(default_factory=dict)  # deliveries at the EMT per profile
 
     @property
     def measured(self) -> int:
@@ -74,6 +75,17 @@ def _register_series(storage: EmtStorage, meter: str, obis: str, run: DemoRun
         if run.start <= when <= run.end:
             out.append((when, _value(row)))
     return sorted(out)
+
+
+def _per_profile(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(DELIVERIES.c.profile_id, func.count())
+                                .group_by(DELIVERIES.c.profile_id))
+            return {str(profile): int(n) for profile, n in rows}
+    finally:
+        engine.dispose()
 
 
 def _taf2_registers(url: str, gateway_id: str) -> dict[str, float]:
@@ -136,7 +148,7 @@ def summarise(run: DemoRun) -> DemoSummary:
             registers = _taf2_registers(run.emt_db, home.gateway_id)
             taf2[home.gateway_id] = {k: v / 1000.0 for k, v in registers.items()}
         return DemoSummary([_gateway(run, h) for h in run.households], storage.counts(), energy,
-                           units, taf2, series)
+                           units, taf2, series, _per_profile(run.emt_db))
     finally:
         storage.dispose()
 

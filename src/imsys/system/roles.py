@@ -93,6 +93,13 @@ class RoleProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
+    def detach(self) -> None:
+        """Leave the process running on its own (``imsys up``): forget it here."""
+        self._popen = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL. Returns the exit code."""
         popen = self._popen

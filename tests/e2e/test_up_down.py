@@ -1,0 +1,53 @@
+"""imsys up / down: the roles run on the real clock as detached processes until stopped, and
+the same folder comes up again with its data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from imsys.core.errors import UsageError
+from imsys.gateway.process import DB_FILE
+from imsys.gateway.store import Database, ReadingStore
+from imsys.system.up import alive, down, running, up
+
+pytestmark = pytest.mark.e2e
+
+
+def _meters_seen(state: Path) -> set[str]:
+    if not (state / DB_FILE).exists():
+        return set()
+    db = Database(state / DB_FILE)
+    try:
+        return {s.reading.meter_id for s in ReadingStore(db).iter_readings()}
+    finally:
+        db.close()
+
+
+def test_up_runs_every_role_until_down_and_comes_back_with_its_data(tmp_path: Path) -> None:
+    folder = tmp_path / "system"
+    records = up(folder, 1)
+    try:
+        assert {r.name.split()[0] for r in records} == {"emt", "gateway", "meter"}
+        assert len(running(folder)) == len(records) == 5
+        with pytest.raises(UsageError, match="already up"):
+            up(folder, 1)
+        state = next((folder / "gateways").iterdir())
+        deadline = time.monotonic() + 30
+        while len(_meters_seen(state)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_meters_seen(state)) == 3  # each meter sends once when it starts
+    finally:
+        stopped = down(folder)
+    assert [how for _, how in stopped] == ["stopped"] * 5
+    assert not any(alive(r.pid) for r in records)
+    assert running(folder) == []
+    with pytest.raises(UsageError, match="not up"):
+        down(folder)
+    again = up(folder, 1)  # the same plan, ports and keys
+    try:
+        assert len(again) == 5
+    finally:
+        down(folder)
