@@ -126,7 +126,7 @@ def provision_emt(pki: PkiDirectory, keys_dir: Path) -> None:
     provision_identity(pki, EMT_ID, keys_dir, ca="emt-ca")
 
 
-def _write_pair(keys: Path, purpose: str, key: SoftwareKey, cert: x509.Certificate,
+def write_key_pair(keys: Path, purpose: str, key: SoftwareKey, cert: x509.Certificate,
                 chain: tuple[x509.Certificate, ...]) -> None:
     keys.mkdir(parents=True, exist_ok=True)
     key_path = keys / f"{purpose}.key"
@@ -194,7 +194,7 @@ def provision_gateway(pki: PkiDirectory, household: Household, state: Path, mete
     sub = pki.ca("sub-ca").certificate
     for purpose in ("tls", "sig"):
         key, cert = pki.issue_with_new_key(f"gateway-{purpose}", gid, ca="sub-ca")
-        _write_pair(state / "keys", purpose, key, cert, (sub,))
+        write_key_pair(state / "keys", purpose, key, cert, (sub,))
     trust = state / "trust"
     trust.mkdir(parents=True, exist_ok=True)
     (trust / "root.pem").write_bytes(pem(pki.root.certificate))
