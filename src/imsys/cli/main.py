@@ -1,41 +1,39 @@
-"""The ``imsys`` command line (Typer + Rich): one sub-command group per role."""
+"""The ``imsys`` command line (Typer + Rich): one sub-command group per role.
+
+Each role's commands live in their own module; :data:`COMMANDS` says where. ``imsys ROLE …``
+imports only that role's module (a role process such as ``imsys meter run`` then starts in a
+fraction of the time a full import takes); ``imsys --help`` and :data:`app` (for tests) load
+them all.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
+from typing import Any
 
 import typer
 
 from imsys import __version__
 from imsys.cli._common import console
-from imsys.cli.cms import app as cms_app
-from imsys.cli.demo import register as register_demo
-from imsys.cli.pki import app as pki_app
-from imsys.emt.cli import emt_app
-from imsys.gateway.cli import gateway_app
-from imsys.lmn.cli import sml_app, wmbus_app
-from imsys.meters.cli import meter_app
 
-app = typer.Typer(
-    name="imsys",
-    help="imsys – the German intelligent metering system (iMSys) on one machine.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-app.add_typer(pki_app, name="pki")
-app.add_typer(cms_app, name="cms")
+#: name -> (module, attribute): a Typer sub-app, or a ``register(app)`` function (``+``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pki": ("imsys.cli.pki", "app"),
+    "cms": ("imsys.cli.cms", "app"),
+    "sml": ("imsys.lmn.cli", "sml_app"),
+    "wmbus": ("imsys.lmn.cli", "wmbus_app"),
+    "meter": ("imsys.meters.cli", "meter_app"),
+    "emt": ("imsys.emt.cli", "emt_app"),
+    "gateway": ("imsys.gateway.cli", "gateway_app"),
+    "demo": ("imsys.cli.demo", "+register"),
+    "up": ("imsys.cli.demo", "+register"),
+    "down": ("imsys.cli.demo", "+register"),
+}
 
 
-app.add_typer(sml_app, name="sml")
-app.add_typer(wmbus_app, name="wmbus")
-app.add_typer(meter_app, name="meter")
-app.add_typer(emt_app, name="emt")
-app.add_typer(gateway_app, name="gateway")
-register_demo(app)
-
-
-@app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens to stderr."),
 ) -> None:
@@ -43,11 +41,45 @@ def _root(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@app.command()
 def version() -> None:
     """Print the imsys version."""
     console.print(f"imsys {__version__}")
 
 
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every command group, or with just ``only``."""
+    root = typer.Typer(
+        name="imsys",
+        help="imsys – the German intelligent metering system (iMSys) on one machine.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+    )
+    root.callback()(_root)
+    root.command()(version)
+    registered: set[tuple[str, str]] = set()
+    for name, (module, attribute) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute.lstrip("+"))
+        if attribute.startswith("+"):
+            if (module, attribute) not in registered:
+                target(root)
+                registered.add((module, attribute))
+        else:
+            root.add_typer(target, name=name)
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command (tests, documentation)
+        return build_app()
+    raise AttributeError(name)
+
+
 def main() -> None:
-    app()
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    first = words[0] if words else None
+    if first == "version":
+        build_app(only="version")()  # no command group needed
+    else:
+        build_app(first if first in COMMANDS else None)()
