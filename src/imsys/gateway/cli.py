@@ -15,6 +15,8 @@ from rich.text import Text
 
 from imsys.cli._common import console, err_console, handle_errors
 from imsys.core.clock import Clock, ScaledClock, SharedClock, SystemClock
+from imsys.gateway.device import is_device
+from imsys.gateway.device_process import DeviceGatewayProcess
 from imsys.gateway.process import GatewayProcess, GatewayStatus, status
 
 gateway_app = typer.Typer(name="gateway", help="Smart Meter Gateway: run it, look at it.",
@@ -31,7 +33,8 @@ def _line(process: GatewayProcess, clock: Clock) -> Text:
     port = lmn.port if lmn is not None and process.ready.is_set() else "-"
     s = process.stats
     text = Text.assemble(
-        ("gateway ", "bold"), process.config.gateway_id,
+        ("gateway ", "bold"), process.config.gateway_id if process.config else str(
+            process.state_dir.name),
         f"  {clock.now():%Y-%m-%d %H:%M:%S}Z  LMN :{port}  frames {frames}  values {stored}  ",
         f"queued {s.enqueued}  acknowledged {s.acknowledged}  failed {s.failed}")
     if s.last_error:
@@ -75,7 +78,8 @@ def run_command(
         clock = SharedClock(clock_file)
     else:
         clock = SystemClock() if speed == 1.0 else ScaledClock(speed)
-    process = GatewayProcess(state, clock, report_ticks=clock_file is not None)
+    kind = DeviceGatewayProcess if is_device(state) else GatewayProcess
+    process = kind(state, clock, report_ticks=clock_file is not None)
     asyncio.run(_run(process, clock, quiet))
     s = process.stats
     console.print(f"stopped: {s.evaluations} evaluations, {s.enqueued} deliveries queued, "

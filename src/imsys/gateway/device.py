@@ -59,16 +59,27 @@ class DeviceSettings:
     secmod: str = "software"  # or "pkcs11"
     pkcs11_library: str | None = None
     pkcs11_token: str | None = None
+    #: the device's own network set-up (the installer's, not the administrator's business)
+    lmn_listen: str = "127.0.0.1:0"
+    wmbus_listen: str | None = None
+    wakeup_listen: str | None = None
+    #: seconds between TAF evaluations / deliveries, and between unprompted admin sessions
+    delivery_interval: int = 900
+    admin_interval: int = 3600
+    usage_point_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.secmod not in ("software", "pkcs11"):
             raise UsageError("secmod is 'software' or 'pkcs11'")
         if self.secmod == "pkcs11" and not (self.pkcs11_library and self.pkcs11_token):
             raise UsageError("a pkcs11 security module needs library and token")
+        for name in ("delivery_interval", "admin_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 60:
+                raise UsageError(f"{name} is whole seconds, at least 60")
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "gateway_id": self.gateway_id, "secmod": self.secmod,
-                "pkcs11_library": self.pkcs11_library, "pkcs11_token": self.pkcs11_token}
+        return {"format": FORMAT, **{name: getattr(self, name) for name in _FIELDS}}
 
     @classmethod
     def load(cls, state_dir: Path) -> DeviceSettings:
@@ -78,8 +89,13 @@ class DeviceSettings:
             raise UsageError(f"cannot read {Path(state_dir) / DEVICE_FILE}: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UsageError(f"{DEVICE_FILE} is not {FORMAT}")
-        return cls(doc["gateway_id"], doc.get("secmod", "software"),
-                   doc.get("pkcs11_library"), doc.get("pkcs11_token"))
+        unknown = set(doc) - set(_FIELDS) - {"format"}
+        if unknown:
+            raise UsageError(f"{DEVICE_FILE}: unknown fields {sorted(unknown)}")
+        return cls(**{name: doc[name] for name in _FIELDS if name in doc})
+
+
+_FIELDS = tuple(DeviceSettings.__dataclass_fields__)
 
 
 def _passphrase(state_dir: Path, *, create: bool) -> bytes:

@@ -31,7 +31,7 @@ import json
 import logging
 import sqlite3
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -275,9 +275,14 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
-class _KeyPair:
-    key: SoftwareKey
+class KeyPair:
+    """A key (a SoftwareKey; for signing any KeyHandle) and its certificate chain."""
+
+    key: Any
     chain: tuple[x509.Certificate, ...]  # leaf first
+
+
+_KeyPair = KeyPair
 
 
 def _load_pair(keys: Path, purpose: str) -> _KeyPair:
@@ -353,25 +358,37 @@ class GatewayProcess:
         self.reconnect = reconnect
         self.report_ticks = report_ticks
         self._tick_reported: datetime | None = None
-        self.config = GatewayConfig.load(self.state_dir)
-        keys = self.state_dir / KEYS_DIR
-        self.tls_pair = _load_pair(keys, "tls")
-        self.sig_pair = _load_pair(keys, "sig")
-        self.validator = PathValidator(self.config.trust_anchors, self.config.intermediates,
-                                       require_crl=False)
-        identity = TlsIdentity(self._chain(self.tls_pair), self.tls_pair.key)
-        self.lmn_tls = LmnTls(identity, self.config.trust_anchors, self.config.intermediates,
-                              self.validator)
-        self.wan_context = client_context(Interface.WAN, identity, self.config.trust_anchors,
-                                          intermediates=self.config.intermediates)
         self.stats = ProcessStats()
         self.ready = asyncio.Event()
         self.lmn_server: LmnTlsServer | None = None
         self.wmbus: WmbusUdpReceiver | None = None
         self.core: Measurement | None = None
         self.queue: DeliveryQueue | None = None
+        self._pull: LmnPullClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        #: wM-Bus AES keys by label (``aes_key_label`` of a meter profile): the security module
+        self.key_resolver: Callable[[str], bytes] | None = None
         self._next_evaluation: datetime | None = None
         self._next_connect: datetime | None = None
+        self.config: GatewayConfig | None = None
+        self.load()
+
+    def load(self) -> None:
+        """``gateway.json`` and the PEM keys in ``keys/`` (a device overrides this)."""
+        config = GatewayConfig.load(self.state_dir)
+        keys = self.state_dir / KEYS_DIR
+        self.use(config, _load_pair(keys, "tls"), _load_pair(keys, "sig"))
+
+    def use(self, config: GatewayConfig, tls_pair: _KeyPair, sig_pair: _KeyPair) -> None:
+        """Adopt a configuration and key pairs: validator, LMN-TLS and WAN-TLS contexts."""
+        self.config, self.tls_pair, self.sig_pair = config, tls_pair, sig_pair
+        self.validator = PathValidator(config.trust_anchors, config.intermediates,
+                                       require_crl=False)
+        identity = TlsIdentity(self._chain(tls_pair), tls_pair.key)
+        self.lmn_tls = LmnTls(identity, config.trust_anchors, config.intermediates,
+                              self.validator)
+        self.wan_context = client_context(Interface.WAN, identity, config.trust_anchors,
+                                          intermediates=config.intermediates)
 
     def _chain(self, pair: _KeyPair) -> tuple[x509.Certificate, ...]:
         """Leaf, then the CA certificates that issued it (from the file or the intermediates)."""
@@ -384,48 +401,67 @@ class GatewayProcess:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; everything opened here is closed again."""
-        config = self.config
         db = Database(self.state_dir / DB_FILE, durability=self.durability)
-        pull: LmnPullClient | None = None
-        tasks: list[asyncio.Task[None]] = []
         try:
-            core = self.core = Measurement(db, self.clock, config.meter_profiles)
-            self.queue = DeliveryQueue(db, self.clock, config.gateway_id)
-            self.lmn_server = LmnTlsServer(core, self.lmn_tls, config.lmn_listen)
-            await self.lmn_server.start()
-            protocols = {m.protocol for m in config.meter_profiles}
-            if MeterProtocol.SML_TLS_PULL in protocols:
-                pull = LmnPullClient(core, self.lmn_tls, poll=self.poll, timeout=self.timeout)
-                tasks.append(asyncio.create_task(pull.run()))
-            if config.wmbus_listen is not None:
-                self.wmbus = WmbusUdpReceiver(core, config.wmbus_listen)
-                await self.wmbus.start()
-            self._next_evaluation = self._evaluation_after(self.clock.now())
-            core.logs.system.append(Level.INFO, Outcome.SUCCESS, "gateway process started",
-                                    event=SystemEvent.GATEWAY_START)
-            log.info("gateway %s: LMN-TLS on port %d", config.gateway_id, self.lmn_server.port)
+            await self.start_operation(db)
+            assert self.core is not None
+            self.core.logs.system.append(Level.INFO, Outcome.SUCCESS, "gateway process started",
+                                         event=SystemEvent.GATEWAY_START)
             self.ready.set()
             while not stop.is_set():
                 await self.tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll)
         finally:
-            if pull is not None:
-                pull.stop()
-            for task in tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, self.timeout)
-            if self.wmbus is not None:
-                self.wmbus.close()
-            if self.lmn_server is not None:
-                await self.lmn_server.close()
             if self.core is not None:
                 with contextlib.suppress(ImsysError, sqlite3.Error):
                     self.core.logs.system.append(Level.INFO, Outcome.SUCCESS,
                                                  "gateway process stopped",
                                                  event=SystemEvent.GATEWAY_STOP)
+            await self.stop_operation()
             db.close()
             self.ready.clear()
+
+    async def start_operation(self, db: Database) -> None:
+        """Measurement, the delivery queue and the LMN endpoints of :attr:`config`."""
+        config = self.config
+        assert config is not None
+        extra = {} if self.key_resolver is None else {"key_resolver": self.key_resolver}
+        core = self.core = Measurement(db, self.clock, config.meter_profiles, **extra)
+        self.queue = DeliveryQueue(db, self.clock, config.gateway_id)
+        try:
+            self.lmn_server = LmnTlsServer(core, self.lmn_tls, config.lmn_listen)
+            await self.lmn_server.start()
+            protocols = {m.protocol for m in config.meter_profiles}
+            if MeterProtocol.SML_TLS_PULL in protocols:
+                self._pull = LmnPullClient(core, self.lmn_tls, poll=self.poll,
+                                           timeout=self.timeout)
+                self._tasks.append(asyncio.create_task(self._pull.run()))
+            if config.wmbus_listen is not None:
+                self.wmbus = WmbusUdpReceiver(core, config.wmbus_listen)
+                await self.wmbus.start()
+        except BaseException:
+            await self.stop_operation()
+            raise
+        self._next_evaluation = self._evaluation_after(self.clock.now())
+        log.info("gateway %s: LMN-TLS on port %d", config.gateway_id, self.lmn_server.port)
+
+    async def stop_operation(self) -> None:
+        """Close what :meth:`start_operation` opened (idempotent)."""
+        if self._pull is not None:
+            self._pull.stop()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, self.timeout)
+        self._pull, self._tasks = None, []
+        if self.wmbus is not None:
+            self.wmbus.close()
+            self.wmbus = None
+        if self.lmn_server is not None:
+            await self.lmn_server.close()
+            self.lmn_server = None
+        self.core = None
+        self.queue = None
 
     def _evaluation_after(self, now: datetime) -> datetime:
         """The next evaluation instant: a delivery boundary plus the TAF tolerance."""
@@ -629,10 +665,38 @@ def delivery_counts(db: Database) -> dict[str, int]:
     return counts
 
 
+def _device_view(state_dir: Path) -> tuple[str, str, tuple[MeterProfile, ...]]:
+    """Gateway id, phase and meter profiles of a commissioned gateway, read without its
+    security module (``device.json``, ``commissioning.json``, the configuration store)."""
+    device = json.loads((state_dir / "device.json").read_text())
+    try:
+        phase = str(json.loads((state_dir / "commissioning.json").read_text())["phase"])
+    except (OSError, ValueError, KeyError):
+        phase = "pre_personalisation_1"
+    meters: list[MeterProfile] = []
+    if (state_dir / DB_FILE).exists():
+        with Database(state_dir / DB_FILE) as db:
+            if db.table_exists("gateway_config"):
+                rows = db.connection.execute(
+                    "SELECT document FROM gateway_config WHERE kind = 'meter' ORDER BY item_id")
+                for (text,) in rows:
+                    doc = json.loads(text)
+                    if doc.pop("aes_key_sealed", None) is not None:  # shown, never unsealed
+                        doc["aes_key_label"] = doc.pop("aes_key_sealed_with", "sealed")
+                    meters.append(MeterProfile.from_dict(doc))
+    return str(device["gateway_id"]), phase, tuple(meters)
+
+
 def status(state_dir: Path) -> GatewayStatus:
-    """The gateway's status from ``DIR/gateway.json`` and ``DIR/gateway.db``."""
-    config = GatewayConfig.load(Path(state_dir))
-    path = Path(state_dir) / DB_FILE
+    """The gateway's status from ``DIR/gateway.json`` (or a commissioned gateway's
+    ``device.json``) and ``DIR/gateway.db``."""
+    state_dir = Path(state_dir)
+    if (state_dir / "device.json").exists():
+        gateway_id, device_phase, profiles = _device_view(state_dir)
+    else:
+        config = GatewayConfig.load(state_dir)
+        gateway_id, device_phase, profiles = config.gateway_id, None, config.meter_profiles
+    path = state_dir / DB_FILE
     if not path.exists():
         raise ConfigRejected(ConfigReason.MISSING, f"no gateway database {path} (never run?)",
                              path=str(path))
@@ -640,7 +704,7 @@ def status(state_dir: Path) -> GatewayStatus:
         store = ReadingStore(db)
         state = StateTable(db)
         meters = []
-        for profile in config.meter_profiles:
+        for profile in profiles:
             latest = [s for s in (store.latest(profile.meter_id, obis)
                                   for obis in profile.channels) if s is not None]
             if not latest:
@@ -655,9 +719,9 @@ def status(state_dir: Path) -> GatewayStatus:
             store.verify_chain()
         except StoreRejected as exc:
             problem = f"{exc.reason.value}: {exc.message}"
-        phase = state.get(StateKey.PHASE)
+        phase = device_phase or state.get(StateKey.PHASE)
         return GatewayStatus(
-            gateway_id=config.gateway_id,
+            gateway_id=gateway_id,
             phase=None if phase is None else str(phase),
             meters=tuple(meters),
             readings=store.count(),
