@@ -159,7 +159,7 @@ async def scenario(state: Path, pki: PkiDirectory, issue: Issue, clock: Simulate
     return gateway
 
 
-def test_gateway_process_measures_evaluates_and_delivers_to_the_emt(
+def test_table2_step_2_1_and_3_1_4_gateway_connects_to_the_emt_and_sends_at_once(
         pki: PkiDirectory, issue: Issue, tmp_path: Path) -> None:
     clock = SimulatedClock(START)
     sim, channels = electricity(clock)
@@ -221,7 +221,7 @@ async def unreachable_then_up(state: Path, pki: PkiDirectory, issue: Issue,
     return gateway
 
 
-def test_gateway_keeps_a_delivery_until_the_emt_is_reachable(
+def test_table2_step_3_1_3_and_3_1_5_gateway_keeps_data_until_the_channel_exists(
         pki: PkiDirectory, issue: Issue, tmp_path: Path) -> None:
     with socket.socket() as probe:  # a free port, nothing listening on it yet
         probe.bind(("127.0.0.1", 0))

@@ -375,7 +375,7 @@ class DeliveryQueue:
         return out
 
     def _transmit(self, item: QueuedDelivery, now: datetime) -> Transmission:
-        sealed = self._sealed(item.delivery_id)
+        sealed = self.sealed(item.delivery_id)
         log = ConsumerLog(self.db, self.clock, item.consumer_id)
 
         def record() -> None:
@@ -389,7 +389,8 @@ class DeliveryQueue:
         updated = self._apply(item, Transmit(now), before_commit=record)
         return Transmission(item.delivery_id, item.emt_id, sealed, item.digest, updated.attempt)
 
-    def _sealed(self, delivery_id: uuid.UUID) -> bytes:
+    def sealed(self, delivery_id: uuid.UUID) -> bytes:
+        """The sealed bytes of a queued delivery, as they are (re)sent."""
         row = self.db.connection.execute(
             "SELECT sealed FROM delivery_outbox WHERE delivery_id = ?",
             (str(delivery_id),)).fetchone()
