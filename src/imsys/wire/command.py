@@ -91,6 +91,7 @@ class CommandGroup(StrEnum):
     MONITORING = "monitoring"  # Zustand, Logs, Selbsttest
     TIME = "time"  # Zeitservice
     COMMISSIONING = "commissioning"  # §2.3.3 Personalisierung, §2.3.4 Normalbetrieb
+    ADMIN_CHANGE = "admin-change"  # §7 Wechsel des SMGW-Admins
 
 
 class _Spec(NamedTuple):
@@ -157,6 +158,14 @@ class CommandType(StrEnum):
     COMMISSIONING_COMPLETE_PERSONALISATION = "commissioning.complete-personalisation"
     COMMISSIONING_SYNCHRONISE_TIME = "commissioning.synchronise-time"
     COMMISSIONING_SELF_TEST = "commissioning.self-test"
+    # administrator change (seed 003 §7, table 5); who may send which: docs/admin-commands.md
+    ADMIN_CHANGE_DELETE_PROFILES = "admin-change.delete-profiles"  # 2.5, old administrator
+    ADMIN_CHANGE_PREPARE = "admin-change.prepare"  # 2.6–2.8, old administrator
+    ADMIN_CHANGE_ABORT = "admin-change.abort"  # failure path, old administrator
+    ADMIN_CHANGE_READ_CONFIGURATION = "admin-change.read-configuration"  # 2.10, new one
+    ADMIN_CHANGE_CHECK_RESULT = "admin-change.check-result"  # 2.11, new administrator
+    ADMIN_CHANGE_TAKE_OVER = "admin-change.take-over"  # 2.13, new administrator
+    ADMIN_CHANGE_REMOVE_OLD = "admin-change.remove-old"  # 2.14, new administrator
 
     @property
     def group(self) -> CommandGroup:
@@ -220,6 +229,13 @@ COMMAND_TABLE: dict[CommandType, _Spec] = {
     _T.COMMISSIONING_COMPLETE_PERSONALISATION: _Spec(_G.COMMISSIONING, False),
     _T.COMMISSIONING_SYNCHRONISE_TIME: _Spec(_G.COMMISSIONING, False),
     _T.COMMISSIONING_SELF_TEST: _Spec(_G.COMMISSIONING, False),
+    _T.ADMIN_CHANGE_DELETE_PROFILES: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_PREPARE: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_ABORT: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_READ_CONFIGURATION: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_CHECK_RESULT: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_TAKE_OVER: _Spec(_G.ADMIN_CHANGE, False),
+    _T.ADMIN_CHANGE_REMOVE_OLD: _Spec(_G.ADMIN_CHANGE, False),
 }
 del _T, _G
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 def default_handlers() -> HandlerTable:
     """Every handler module's table, merged (a type claimed twice is a programming error)."""
     from imsys.gateway.admin import (
+        admin_change_handlers,
         commissioning_handlers,
         device_handlers,
         firmware,
@@ -34,7 +35,7 @@ def default_handlers() -> HandlerTable:
     )
     table: HandlerTable = {}
     for module in (commissioning_handlers, profile_handlers, device_handlers, key_handlers,
-                   monitoring_handlers, firmware):
+                   monitoring_handlers, firmware, admin_change_handlers):
         for command_type, handler in module.HANDLERS.items():
             if command_type in table:
                 raise RuntimeError(f"{command_type} has two handlers")
