@@ -63,6 +63,7 @@ class DeviceSettings:
     lmn_listen: str = "127.0.0.1:0"
     wmbus_listen: str | None = None
     wakeup_listen: str | None = None
+    han_listen: str | None = None  # technician diagnostics over HAN TLS (seed 003 §6)
     #: seconds between TAF evaluations / deliveries, and between unprompted admin sessions
     delivery_interval: int = 900
     admin_interval: int = 3600

@@ -26,16 +26,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
+import imsys
 from imsys.core.clock import Clock
 from imsys.core.errors import ImsysError, Rejected, UsageError
+from imsys.crypto.tls import TlsIdentity
 from imsys.gateway.admin.communication_profile import CommunicationProfile
-from imsys.gateway.admin.config_store import ConfigKind
+from imsys.gateway.admin.config_store import ConfigKind, ConfigStore
 from imsys.gateway.admin.context import AdminContext
+from imsys.gateway.admin.firmware import FirmwareUpdater, active_version
+from imsys.gateway.admin.monitoring_handlers import clock_valid
 from imsys.gateway.admin.profile_handlers import stored_meter_profile
 from imsys.gateway.admin.session import AdminSessionClient, gateway_credentials, wakeup_receiver
 from imsys.gateway.commissioning import Phase
 from imsys.gateway.device import GatewayDevice
-from imsys.gateway.logs import Level, Outcome, SystemEvent
+from imsys.gateway.diagnostics import DiagnosticsSources
+from imsys.gateway.han_diagnostics import HanDiagnosticsServer
+from imsys.gateway.logs import GatewayLogs, Level, Outcome, SystemEvent
 from imsys.gateway.process import (
     TICK_DONE,
     EmtEndpoint,
@@ -43,9 +51,10 @@ from imsys.gateway.process import (
     GatewayProcess,
     KeyPair,
 )
-from imsys.gateway.store import Durability, StateTable
+from imsys.gateway.store import Database, Durability, StateTable
 from imsys.gateway.taf import EvaluationProfile
 from imsys.gateway.wakeup_listener import WakeupEvent, WakeupListener
+from imsys.pki.validation import HttpCrlSource, PathValidator, StaticCrlSource
 from imsys.wire.delivery import HTTP_PATH
 from imsys.wire.wakeup import WakeupDecision
 
@@ -54,8 +63,15 @@ __all__ = ["DeviceGatewayProcess"]
 log = logging.getLogger(__name__)
 
 ROOT_LABEL = "ROOT_WAN_SIG_CRT"
+CRL_DIR = "crls"
 ADMIN_PHASES = frozenset({Phase.PERSONALISATION, Phase.OPERATION})
 ADMIN_RETRY = timedelta(minutes=5)
+
+
+def _load_crl(data: bytes) -> x509.CertificateRevocationList:
+    if data.lstrip().startswith(b"-----"):
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -78,6 +94,8 @@ class DeviceGatewayProcess(GatewayProcess):
         self.wakeup: WakeupListener | None = None
         self._admin_due: datetime | None = None
         self._woken = asyncio.Event()
+        self.han: HanDiagnosticsServer | None = None
+        self.firmware: FirmwareUpdater | None = None
         super().__init__(state_dir, clock, poll=poll, timeout=timeout, durability=durability,
                          reconnect=reconnect, report_ticks=report_ticks)
 
@@ -97,8 +115,15 @@ class DeviceGatewayProcess(GatewayProcess):
         device = self.device = GatewayDevice(self.state_dir, self.clock,
                                              durability=self.durability)
         try:
-            self.context = device.context()
-            self.admin = AdminSessionClient(self.context, timeout=self.timeout)
+            self.context = context = device.context()
+            self.firmware = FirmwareUpdater(context)
+            recovery = self.firmware.boot()  # first: roll back a trial a kill interrupted
+            log.info("firmware boot: %s", recovery)
+            context.extras.update(
+                firmware_version=active_version(context) or f"imsys-{imsys.__version__}",
+                firmware_status=self.firmware.status,
+                pki_validator=self._pki_validator(device))
+            self.admin = AdminSessionClient(context, timeout=self.timeout)
             device.logs.system.append(Level.INFO, Outcome.SUCCESS,
                                       f"gateway started in phase {device.commissioning.phase}",
                                       event=SystemEvent.GATEWAY_START)
@@ -125,6 +150,9 @@ class DeviceGatewayProcess(GatewayProcess):
                 for waiter in waiters:
                     waiter.cancel()
         finally:
+            if self.han is not None:
+                self.han.stop()
+                self.han = None
             if self.wakeup is not None:
                 await self.wakeup.close()
                 self.wakeup = None
@@ -178,6 +206,10 @@ class DeviceGatewayProcess(GatewayProcess):
             self._admin_due = now + ADMIN_RETRY
             return
         self._admin_due = self.clock.now() + timedelta(seconds=self.settings.admin_interval)
+        assert self.firmware is not None
+        finished = self.firmware.run_pending()  # a firmware.update of this session, if any
+        if finished is not None:
+            log.info("firmware job finished: %s", finished.get("state"))
         if (device.commissioning.phase, device.config.revision()) != before:
             if self.wakeup is None:
                 await self._start_wakeup()
@@ -234,8 +266,45 @@ class DeviceGatewayProcess(GatewayProcess):
         tls_key = device.secmod.tls_private_key(credentials.tls_label)
         self.use(config, KeyPair(tls_key, credentials.tls_chain),
                  KeyPair(credentials.sig_key, (credentials.sig_certificate, *chain)))
+        context.extras["wan_tls_identity"] = TlsIdentity(credentials.tls_chain, tls_key)
+        self.measurement_clock_valid = lambda: clock_valid(device.config)
         await self.start_operation(device.db)
+        if self.settings.han_listen is not None and self.han is None:
+            self._start_han(context, TlsIdentity(credentials.tls_chain, tls_key))
         return True
+
+    def _pki_validator(self, device: GatewayDevice) -> PathValidator:
+        """SM-PKI paths to the module's root, with the CRLs in ``DIR/crls`` (DER or PEM) or,
+        without that folder, from the certificates' distribution points over HTTP."""
+        root = device.secmod.certificate(ROOT_LABEL)
+        folder = self.state_dir / CRL_DIR
+        if folder.is_dir():
+            crls = [_load_crl(path.read_bytes()) for path in sorted(folder.iterdir())
+                    if path.is_file()]
+            return PathValidator([root], crls=StaticCrlSource(crls), clock=self.clock)
+        return PathValidator([root], crls=HttpCrlSource(self.clock), clock=self.clock)
+
+    def _start_han(self, context: AdminContext, identity: TlsIdentity) -> None:
+        host, port = _address(str(self.settings.han_listen))
+        validator = context.extras["pki_validator"]
+        state_dir, clock, gateway_id = self.state_dir, self.clock, context.gateway_id
+
+        def sources() -> DiagnosticsSources:  # runs in the server's thread: its own database
+            db = Database(state_dir / "gateway.db")
+            config = ConfigStore(db)
+            return DiagnosticsSources(gateway_id, config, GatewayLogs(db, clock), clock,
+                                      validator=validator,
+                                      certificates=lambda: list(self._certificates()))
+
+        self.han = HanDiagnosticsServer(identity, validator, sources, host=host,
+                                        port=port).start()
+
+    def _certificates(self) -> list[tuple[str, x509.Certificate]]:
+        device = self.device
+        if device is None:
+            return []
+        state = device.commissioning.state
+        return sorted(state.operational_certificates.items())
 
     def _not_ready(self, why: str) -> None:
         assert self.device is not None

@@ -368,6 +368,9 @@ class GatewayProcess:
         self._tasks: list[asyncio.Task[None]] = []
         #: wM-Bus AES keys by label (``aes_key_label`` of a meter profile): the security module
         self.key_resolver: Callable[[str], bytes] | None = None
+        #: whether the gateway's clock is valid now (the time service says; step 3.4 marks
+        #: every value invalid while it is not)
+        self.measurement_clock_valid: Callable[[], bool] | None = None
         self._next_evaluation: datetime | None = None
         self._next_connect: datetime | None = None
         self.config: GatewayConfig | None = None
@@ -426,7 +429,11 @@ class GatewayProcess:
         """Measurement, the delivery queue and the LMN endpoints of :attr:`config`."""
         config = self.config
         assert config is not None
-        extra = {} if self.key_resolver is None else {"key_resolver": self.key_resolver}
+        extra: dict[str, Any] = {}
+        if self.key_resolver is not None:
+            extra["key_resolver"] = self.key_resolver
+        if self.measurement_clock_valid is not None:
+            extra["gateway_clock_valid"] = self.measurement_clock_valid
         core = self.core = Measurement(db, self.clock, config.meter_profiles, **extra)
         self.queue = DeliveryQueue(db, self.clock, config.gateway_id)
         try:
