@@ -1,8 +1,15 @@
-"""The gateway administrator (GWA, "SMGW-Admin") role.
+"""The gateway administrator (GWA, "SMGW-Admin") role – docs/gwa.md.
 
-So far only what commissioning needs (seed 003 §2.3.1.3, §2.3.3):
-:mod:`imsys.gwa.initial_config` builds and signs the initial configuration file and answers
-the security module's administrator challenge.
+* :mod:`imsys.gwa.initial_config` – the signed initial configuration file and the answer to
+  the security module's administrator challenge (seed 003 §2.3.1.3, §2.3.3);
+* :mod:`imsys.gwa.keys` – GWADM_{TLS,SIG,ENC,AUT} in the GWA's security module, the Sub-CA port;
+* :mod:`imsys.gwa.db` – inventory, command queue and history (SQLite / PostgreSQL);
+* :mod:`imsys.gwa.service` – admin sessions and the commissioning driver;
+* :mod:`imsys.gwa.server` – the admin-session TLS endpoint (``imsys-admin-session/1``);
+* :mod:`imsys.gwa.api` / :mod:`imsys.gwa.cli` – operator API (FastAPI) and ``imsys gwa``;
+* :mod:`imsys.gwa.wakeup` – the signed UDP wake-up.
+
+Only the initial-configuration helpers are imported here; the rest on use.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +34,7 @@ from imsys.core.clock import Clock, SystemClock
 from imsys.core.errors import KeyRejected, Reason, SecmodRejected, UsageError
 from imsys.crypto.primitives import (
     DEFAULT_CURVE,
+    SoftwareKey,
     check_public_key,
     curve_profile,
     ecdsa_verify,
@@ -57,6 +59,30 @@ from imsys.secmod._rules import ACCESS_RULES, Operation, generate_operation
 ADMIN_AUTH_KEY_LABEL = "GWADM_AUT_PUB"
 _NONCE = 12
 _TAG = 16
+
+
+class TlsKeyReason(StrEnum):
+    """Why :meth:`SecurityModule.tls_private_key` refused to hand out a key."""
+
+    #: the label is no TLS key pair (``GW_WAN_TLS_PRE``, ``GW_WAN_TLS``, ``GWADM_TLS``, …)
+    NOT_A_TLS_KEY = "not-a-tls-key"
+    #: the backend keeps its keys in a token; OpenSSL would need a PKCS#11 provider (planned)
+    BACKEND_UNSUPPORTED = "backend-unsupported"
+
+
+class TlsKeyRejected(SecmodRejected):
+    """:meth:`SecurityModule.tls_private_key` refused; ``reason`` is a :class:`TlsKeyReason`."""
+
+    reason: TlsKeyReason  # type: ignore[assignment]
+
+    def __init__(self, reason: TlsKeyReason, message: str = "", **context: Any) -> None:
+        super().__init__(cast(Any, reason), message, **context)
+
+
+def is_tls_label(label: str) -> bool:
+    """Whether ``label`` names a TLS key pair: ``TLS`` is one of its ``_``-separated parts
+    after the first (``GW_WAN_TLS_PRE``, ``GW_WAN_TLS``, ``GWADM_TLS``)."""
+    return "TLS" in label.split("_")[1:]
 
 
 class SecurityModule(ABC):
@@ -338,6 +364,35 @@ class SecurityModule(ABC):
                                      "administrator signature does not verify",
                                      label=public_key_label) from exc
             self._admin = public_key_label
+
+    # ------------------------------------------------------------------ TLS key for OpenSSL
+
+    def tls_private_key(self, label: str) -> SoftwareKey:
+        """The private key of the TLS key pair ``label`` as a :class:`SoftwareKey`, for
+        OpenSSL's handshake (:class:`imsys.crypto.tls.TlsIdentity`) – the one, narrow
+        exception to "private keys never leave the module".
+
+        Why: the TLS handshake runs inside OpenSSL, which signs with a key it holds itself;
+        Python's ``ssl`` cannot delegate that signature to a :class:`ModuleKey`. Only labels
+        whose ``_``-separated parts contain ``TLS`` (after the first) qualify; SIG, ENC, AUT
+        and import keys never do (``NOT_A_TLS_KEY``). The use is that of the key (system PIN
+        once paired). Backends that keep keys in a token refuse with ``BACKEND_UNSUPPORTED``
+        (a PKCS#11 OpenSSL provider is planned, see docs/features.md).
+        """
+        check_label(label)
+        with self._access(Operation.USE_PRIVATE_KEY):
+            record = self._records.get(label)
+            if (record is None or record.kind is not ObjectKind.KEY_PAIR or record.import_key
+                    or not is_tls_label(label)):
+                raise TlsKeyRejected(TlsKeyReason.NOT_A_TLS_KEY,
+                                     f"{label} is not a TLS key pair of this module", label=label)
+            return self._tls_private_key(record)
+
+    def _tls_private_key(self, record: Record) -> SoftwareKey:
+        """Backend hook for :meth:`tls_private_key`; by default the backend cannot."""
+        raise TlsKeyRejected(TlsKeyReason.BACKEND_UNSUPPORTED,
+                             f"{type(self).__name__} cannot hand TLS keys to OpenSSL",
+                             label=record.label)
 
     def admin_logout(self) -> None:
         """End the administrator's authentication in this session."""

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from imsys.core.clock import Clock
 from imsys.core.errors import Reason, SecmodRejected, UsageError
-from imsys.crypto.primitives import CURVES, hash_for
+from imsys.crypto.primitives import CURVES, SoftwareKey, hash_for
 from imsys.secmod._atomic import atomic_write
 from imsys.secmod._model import ModuleState, Record
 from imsys.secmod._pin import DEFAULT_LOG2_N, check_kdf_cost, scrypt
@@ -297,6 +297,10 @@ class SoftwareSecurityModule(SecurityModule):
     def _sign_digest(self, record: Record, digest: bytes) -> bytes:
         key = self._private_key(record)
         return key.sign(digest, ec.ECDSA(Prehashed(hash_for(key))))
+
+    def _tls_private_key(self, record: Record) -> SoftwareKey:
+        """The TLS key for OpenSSL (see :meth:`SecurityModule.tls_private_key`)."""
+        return SoftwareKey(self._private_key(record))
 
     def _ecdh(self, record: Record, peer: ec.EllipticCurvePublicKey) -> bytes:
         return self._private_key(record).exchange(ec.ECDH(), peer)
