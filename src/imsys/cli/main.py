@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "meter": ("imsys.meters.cli", "meter_app"),
     "emt": ("imsys.emt.cli", "emt_app"),
     "gateway": ("imsys.gateway.cli", "gateway_app"),
+    "gwa": ("imsys.gwa.cli", "gwa_app"),
     "demo": ("imsys.cli.demo", "+register"),
     "up": ("imsys.cli.demo", "+register"),
     "down": ("imsys.cli.demo", "+register"),
