@@ -6,14 +6,21 @@ documents the EMT received)."""
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "gateway"))
+from commissioning_helpers import GATEWAY_2_3_3, MODULE_2_3_3, listing
 from sqlalchemy import create_engine, select
 
 from imsys.core.clock import SystemClock
 from imsys.emt.storage import DELIVERIES
+from imsys.gateway.commissioning import Phase
+from imsys.gateway.device import GatewayDevice
 from imsys.gateway.logs import ConsumerEvent, ConsumerLog
 from imsys.gateway.process import DB_FILE
 from imsys.gateway.store import Database, ReadingStore
@@ -116,6 +123,41 @@ def test_each_consumer_log_lists_every_delivery_of_that_consumers_data(run: Demo
     listed = {m.group(1) for t in texts for m in [re.search(r"Datensatz\[([0-9a-f-]{36})\]", t)]
               if m}
     assert delivered <= listed
+
+
+#: every commissioning step of seed 003 §2.3, in this order, each done by the role the seed names
+COMMISSIONING = [
+    ("import-root-certificate", "integrator-direct"), ("generate-pre-keys", "integrator-direct"),
+    ("create-pre-certificate-requests", "integrator-direct"),
+    ("import-pre-certificates", "integrator-direct"),
+    ("complete-pre-personalisation-1", "integrator-direct"),
+    ("pair-security-module", "integrator"), ("generate-storage-key", "integrator"),
+    ("complete-integration", "integrator"), ("load-initial-configuration", "integrator"),
+    ("complete-pre-personalisation-2", "integrator"), ("set-wan-parameters", "installer"),
+    ("complete-installation", "installer"), ("request-admin-challenge", "administrator"),
+    ("authenticate-administrator", "administrator"),
+    ("generate-operational-keys", "administrator"),
+    ("create-operational-certificate-requests", "administrator"),
+    ("import-operational-certificates", "administrator"),
+    ("complete-personalisation", "administrator"), ("synchronise-time", "administrator"),
+    ("run-self-test", "administrator"),
+]
+
+
+def test_every_gateway_went_through_all_commissioning_phases(run: DemoRun) -> None:
+    for home in run.households:
+        with GatewayDevice(run.gateway_dir(home), SystemClock()) as device:
+            assert device.commissioning.phase is Phase.OPERATION
+            assert device.commissioning.key_material() == GATEWAY_2_3_3  # the seed's oracle
+            assert listing(device.secmod) == MODULE_2_3_3
+            assert not device.commissioning.local_interface_enabled
+            texts = [e.text for e in device.logs.system.entries()]
+        done = [(m.group(1), m.group(2)) for t in texts
+                for m in [re.match(r"commissioning step done \(step=([a-z0-9-]+), "
+                                   r"role=([a-z-]+)", t)] if m and m.group(1) != "local-login"
+                and m.group(1) != "update-gwa-address"]
+        assert done == COMMISSIONING
+        assert any(t.startswith("operation started") for t in texts)
 
 
 def test_the_demo_summary_reads_back_what_happened(run: DemoRun) -> None:

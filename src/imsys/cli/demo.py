@@ -88,10 +88,15 @@ def demo(
     emt_db: Annotated[str | None, typer.Option(
         "--db", help="the EMT's database URL (default SQLite in the output folder; "
                      "postgresql://… works)")] = None,
+    direct: Annotated[bool, typer.Option(
+        "--direct", help="provision the gateways directly (keys and profiles in files) "
+                         "instead of the production line and commissioning through the GWA")
+                      ] = False,
 ) -> None:
-    """Run the whole iMSys on this machine: SM-PKI, EMT, gateways, meters, TAFs, deliveries."""
+    """Run the whole iMSys on this machine: SM-PKI, GWA, EMT, gateways commissioned through
+    every phase, meters, TAFs, deliveries."""
     options = DemoOptions(households=households, days=days, hours=hours, out=out,
-                          emt_db=emt_db)
+                          emt_db=emt_db, commission=not direct)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
         tasks: dict[str, int] = {}

@@ -22,6 +22,8 @@ judges signing times against the real clock.
 from __future__ import annotations
 
 import contextlib
+import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +34,20 @@ from pathlib import Path
 from imsys.core.clock import SharedClock
 from imsys.core.errors import UsageError
 from imsys.gateway.delivery import DeliveryState
+from imsys.gateway.device import DeviceSettings
+from imsys.gateway.device_process import CRL_DIR, OPERATION_STARTED
+from imsys.gateway.initial_config import GwaAddress
 from imsys.gateway.logs import SystemEvent
 from imsys.gateway.process import DB_FILE, TICK_DONE, delivery_counts
 from imsys.gateway.store import Database, ReadingStore, StateTable
+from imsys.gwa.cli import PASSPHRASE_ENV
+from imsys.system.administration import (
+    OperatorApi,
+    configuration_commands,
+    init_gwa,
+    initial_configurations,
+    produce_gateway,
+)
 from imsys.system.provision import (
     EMT_ID,
     Household,
@@ -42,6 +55,8 @@ from imsys.system.provision import (
     init_pki,
     provision_emt,
     provision_gateway,
+    provision_meter,
+    usage_point,
     window,
 )
 from imsys.system.roles import RoleFailed, RoleProcess, free_port, imsys_command, wait_for_port
@@ -61,6 +76,9 @@ class DemoOptions:
     seed: int = 0
     delivery_interval: timedelta = timedelta(hours=1)
     step_timeout: float = 30.0
+    #: False: provision gateways directly (keys and profiles in gateway.json) instead of the
+    #: production line and commissioning through the GWA
+    commission: bool = True
     emt_db: str | None = None  # database URL; default SQLite in the output folder
 
     def __post_init__(self) -> None:
@@ -95,6 +113,10 @@ class DemoRun:
     def emt_keys(self) -> Path:
         return self.out / "emt" / "keys"
 
+    @property
+    def gwa_dir(self) -> Path:
+        return self.out / "gwa"
+
 
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 
@@ -109,6 +131,7 @@ class _Gateways:
     def __init__(self, run: DemoRun) -> None:
         self.run = run
         self.dbs: dict[str, Database] = {}
+        self.stores: dict[str, ReadingStore] = {}
 
     def db(self, household: Household) -> Database | None:
         gid = household.gateway_id
@@ -123,7 +146,9 @@ class _Gateways:
         db = self.db(household)
         if db is None:
             return False
-        store = ReadingStore(db)
+        store = self.stores.get(household.gateway_id)
+        if store is None:
+            store = self.stores[household.gateway_id] = ReadingStore(db)
         for meter in household.meters:
             if (when - datetime(1970, 1, 1, tzinfo=UTC)) % meter.interval:
                 continue
@@ -151,6 +176,7 @@ class _Gateways:
         for db in self.dbs.values():
             db.close()
         self.dbs.clear()
+        self.stores.clear()
 
 
 def gateway_starts(state: Path) -> int:
@@ -211,17 +237,19 @@ def run_demo(options: DemoOptions, progress: Progress = no_progress,
     views = _Gateways(run)
     try:
         with _timed(run, "setup"):
-            progress("SM-PKI and key material", 0, 1 + len(homes))
-            pki = init_pki(run.pki_dir, start - timedelta(days=1))
-            provision_emt(pki, run.emt_keys)
-            for i, home in enumerate(homes):
-                provision_gateway(pki, home, run.gateway_dir(home), out / "meters", run.emt_keys,
-                                  ports[0], start, options.delivery_interval)
-                progress("SM-PKI and key material", i + 1, 1 + len(homes))
             clock_file = out / "clock"
             clock = SharedClock.create(clock_file, start - Q)
-            progress("SM-PKI and key material", 1 + len(homes), 1 + len(homes))
-            start_roles(run, roles, ports[0], clock_file, progress)
+            if options.commission:
+                commission(run, roles, ports[0], clock, clock_file, options, progress)
+            else:
+                progress("SM-PKI and key material", 0, 1 + len(homes))
+                pki = init_pki(run.pki_dir, start - timedelta(days=1))
+                provision_emt(pki, run.emt_keys)
+                for i, home in enumerate(homes):
+                    provision_gateway(pki, home, run.gateway_dir(home), out / "meters",
+                                      run.emt_keys, ports[0], start, options.delivery_interval)
+                    progress("SM-PKI and key material", i + 1, 1 + len(homes))
+                start_roles(run, roles, ports[0], clock_file, progress)
         with _timed(run, "simulation"):
             _step_through(run, clock, views, roles, options, progress)
         with _timed(run, "shutdown"):
@@ -234,43 +262,164 @@ def run_demo(options: DemoOptions, progress: Progress = no_progress,
             role.stop(5)
 
 
-def start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int,
-                 clock_file: Path | None, progress: Progress) -> None:
-    """Start the EMT, then each gateway and its meters; ``clock_file`` None = real clock."""
-    clock_args = [] if clock_file is None else ["--clock", str(clock_file)]
-    logs = run.out / "logs"
-    total = 1 + sum(1 + len(h.meters) for h in run.households)
+def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: SharedClock,
+               clock_file: Path, options: DemoOptions, progress: Progress) -> None:
+    """The gateways through every commissioning phase (seed 003 §2.3), then configured by
+    the GWA's operator: production line in this process, personalisation and set-up in the
+    admin sessions the gateway processes open, the operator's commands after a wake-up."""
+    homes, out = run.households, run.out
+    steps = 4 + 2 * len(homes)
     done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        progress(f"commissioning: {what}", done, steps)
+
+    progress("commissioning: SM-PKI", 0, steps)
+    not_before = run.start - timedelta(days=1)
+    pki = init_pki(run.pki_dir, not_before)
+    provision_emt(pki, run.emt_keys)
+    admin_port, api_port = free_port(), free_port()
+    passphrase = secrets.token_hex(16)
+    init_gwa(run.gwa_dir, run.pki_dir, not_before, passphrase.encode(), admin_port=admin_port,
+             api_port=api_port)
+    step("GWA keys certified")
+    address = GwaAddress("127.0.0.1", admin_port)
+    documents = initial_configurations(run.gwa_dir, passphrase.encode(),
+                                       [h.gateway_id for h in homes], address)
+    wakeups = {}
+    for home in homes:  # the production line: §2.3.1 and §2.3.2
+        for meter in home.meters:
+            provision_meter(pki, meter, out / "meters" / meter.meter_id)
+        wakeups[home.gateway_id] = free_port()
+        settings = DeviceSettings(
+            home.gateway_id, lmn_listen=f"127.0.0.1:{home.lmn_port}",
+            wmbus_listen=f"127.0.0.1:{home.wmbus_port}",
+            wakeup_listen=f"127.0.0.1:{wakeups[home.gateway_id]}",
+            delivery_interval=int(options.delivery_interval.total_seconds()),
+            admin_interval=86400, usage_point_id=usage_point(home))
+        state = run.gateway_dir(home)
+        produce_gateway(state, settings, pki, clock, documents[home.gateway_id], address)
+        copy_crls(run.pki_dir, state / CRL_DIR)
+        step(f"{home.gateway_id} manufactured and installed")
+    start_emt(run, roles, emt_port)
+    gwa = RoleProcess("gwa", imsys_command("gwa", "serve", str(run.gwa_dir), "--clock",
+                                           str(clock_file)),
+                      out / "logs" / "gwa.log", env={PASSPHRASE_ENV: passphrase}).start()
+    roles.append(gwa)
+    api = OperatorApi(api_port)
+    wait_for_port(admin_port, 60, gwa)
+    api.wait_until_up(60)
+    step("EMT and GWA running")
+    batches = []
+    chain = tuple(pki.chain("emt-ca")[:-1])
+    for home in homes:  # the operator's configuration, delivered once the gateway is set up
+        api.set_wakeup(home.gateway_id, "127.0.0.1", wakeups[home.gateway_id])
+        for command_type, parameters in configuration_commands(
+                home, out / "meters", run.emt_keys, emt_port, chain, run.start):
+            batches.append(api.command([home.gateway_id], command_type, parameters))
+    start_gateways(run, roles, clock_file, no_progress, 0, 0)
+
+    def operational() -> bool:
+        rows = {r["gateway_id"]: r for r in api.gateways()}
+        return all(rows.get(h.gateway_id, {}).get("commissioning") == "operational"
+                   for h in homes)
+
+    _wait("personalisation and set-up over the admin session", operational, 120, roles)
+    step("personalised, time synchronised, self-tested")
+    for home in homes:
+        api.wakeup(home.gateway_id)  # table 3 step 3.1: the gateway connects out to its GWA
+
+    def configured() -> bool:
+        states = [api.batch(b) for b in batches]
+        return all(b["done"] == b["total"] for b in states)
+
+    _wait("the operator's commands", configured, 120, roles)
+    failed = [b for b in (api.batch(b) for b in batches)
+              if set(b["by_status"]) != {"ok"}]
+    if failed:
+        raise RoleFailed(f"configuration commands not all ok: {failed[0]['by_status']}")
+    _wait("operation", lambda: all(operation_started(run.gateway_dir(h)) for h in homes), 60,
+          roles)
+    for home in homes:
+        step(f"{home.gateway_id} configured")
+    start_meters(run, roles, clock_file, no_progress, 0, 0)
+
+
+def operation_started(state: Path) -> bool:
+    """Whether the commissioned gateway in ``state`` has logged that it operates."""
+    path = state / DB_FILE
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM log_entries WHERE log = 'system' AND "
+                               "text LIKE ?", (f"{OPERATION_STARTED}%",)).fetchone()
+        except sqlite3.OperationalError:
+            return False
+    return bool(row[0])
+
+
+def copy_crls(pki_dir: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for ca in sorted((pki_dir / "ca").iterdir()):
+        if (ca / "crl.der").exists():
+            shutil.copyfile(ca / "crl.der", folder / f"{ca.name}.crl")
+
+
+def start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int,
+                clock_file: Path | None, progress: Progress) -> None:
+    """Start the EMT, then each gateway and its meters; ``clock_file`` None = real clock."""
+    total = 1 + sum(1 + len(h.meters) for h in run.households)
+    done = start_emt(run, roles, emt_port)
     progress("starting roles", done, total)
+    done = start_gateways(run, roles, clock_file, progress, done, total)
+    start_meters(run, roles, clock_file, progress, done, total)
+
+
+def _clock_args(clock_file: Path | None) -> list[str]:
+    return [] if clock_file is None else ["--clock", str(clock_file)]
+
+
+def start_emt(run: DemoRun, roles: list[RoleProcess], emt_port: int) -> int:
     (run.out / "emt").mkdir(exist_ok=True)
     emt = RoleProcess("emt", imsys_command(
         "emt", "serve", "--pki", str(run.pki_dir), "--id", EMT_ID, "--db", run.emt_db,
         "--port", str(emt_port), "--keys", str(run.emt_keys), "--ca", "emt-ca"),
-        logs / "emt.log").start()
+        run.out / "logs" / "emt.log").start()
     roles.append(emt)
     wait_for_port(emt_port, 60, emt)
-    done += 1
-    progress("starting roles", done, total)
-    gateways = []
-    for home in run.households:  # all gateways start at once, then each is waited for
+    return 1
+
+
+def start_gateways(run: DemoRun, roles: list[RoleProcess], clock_file: Path | None,
+                   progress: Progress, done: int, total: int) -> int:
+    """All gateways start at once; then each is waited for (its system log says it runs –
+    no probe connection, which the gateway would log as a refused LMN peer)."""
+    started = []
+    for home in run.households:
         before = gateway_starts(run.gateway_dir(home))
         gateway = RoleProcess(f"gateway {home.gateway_id}", imsys_command(
-            "gateway", "run", "--state", str(run.gateway_dir(home)), *clock_args,
-            "--quiet"), logs / f"gateway-{home.gateway_id}.log").start()
+            "gateway", "run", "--state", str(run.gateway_dir(home)), *_clock_args(clock_file),
+            "--quiet"), run.out / "logs" / f"gateway-{home.gateway_id}.log").start()
         roles.append(gateway)
-        gateways.append((home, gateway, before))
-    for home, gateway, before in gateways:
-        # not a probe connection (the gateway would log it as a refused LMN peer): its
-        # system log says when the LMN endpoints are up
+        started.append((home, gateway, before))
+    for home, gateway, before in started:
         _wait(f"{gateway.name} to start", lambda h=home, n=before: gateway_starts(  # type: ignore[misc]
             run.gateway_dir(h)) > n, 60, [gateway])
         done += 1
         progress("starting roles", done, total)
+    return done
+
+
+def start_meters(run: DemoRun, roles: list[RoleProcess], clock_file: Path | None,
+                 progress: Progress, done: int, total: int) -> int:
     for home in run.households:
         for meter in home.meters:
             args = ["meter", "run", "--kind", meter.kind, "--id", meter.meter_id,
                     "--interval", str(int(meter.interval.total_seconds())),
-                    *clock_args, "--seed", str(home.index), "--quiet"]
+                    *_clock_args(clock_file), "--seed", str(home.index), "--quiet"]
             if meter.kind == "electricity":
                 folder = run.out / "meters" / meter.meter_id
                 args += ["--profile", meter.profile, "--gateway", f"127.0.0.1:{home.lmn_port}",
@@ -283,9 +432,10 @@ def start_roles(run: DemoRun, roles: list[RoleProcess], emt_port: int,
                 args += ["--udp", f"127.0.0.1:{home.wmbus_port}", "--key-hex",
                          meter.aes_key.hex(), "--mode5"]
             roles.append(RoleProcess(f"meter {meter.meter_id}", imsys_command(*args),
-                                     logs / f"meter-{meter.meter_id}.log").start())
+                                     run.out / "logs" / f"meter-{meter.meter_id}.log").start())
             done += 1
             progress("starting roles", done, total)
+    return done
 
 
 def _step_through(run: DemoRun, clock: SharedClock, views: _Gateways,

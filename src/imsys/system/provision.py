@@ -221,7 +221,7 @@ def provision_gateway(pki: PkiDirectory, household: Household, state: Path, mete
     config = {
         "format": CONFIG_FORMAT,
         "gateway_id": gid,
-        "usage_point_id": f"DE00IMSYS{household.index:022d}",
+        "usage_point_id": usage_point(household),
         "lmn": {"listen": f"127.0.0.1:{household.lmn_port}",
                 "wmbus_listen": f"127.0.0.1:{household.wmbus_port}"},
         "emt": {"id": EMT_ID, "url": f"https://127.0.0.1:{emt_port}/deliveries/v1",
@@ -233,6 +233,11 @@ def provision_gateway(pki: PkiDirectory, household: Household, state: Path, mete
         "delivery_interval": int(delivery_interval.total_seconds()),
     }
     (state / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def usage_point(household: Household) -> str:
+    """The household's metering point designation (33 characters, DE…)."""
+    return f"DE00IMSYS{household.index:024d}"
 
 
 def window(days: int, now: datetime) -> tuple[datetime, datetime]:
