@@ -22,6 +22,7 @@ judges signing times against the real clock.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import shutil
 import sqlite3
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from imsys.core.clock import SharedClock
+from imsys.core.clock import Clock, SharedClock
 from imsys.core.errors import UsageError
 from imsys.gateway.delivery import DeliveryState
 from imsys.gateway.device import DeviceSettings
@@ -64,6 +65,8 @@ from imsys.system.roles import RoleFailed, RoleProcess, free_port, imsys_command
 __all__ = ["DemoOptions", "DemoRun", "run_demo"]
 
 Q = timedelta(minutes=15)
+COMMISSIONING_TASK = "commissioning (seed 003 §2.3)"
+log = logging.getLogger(__name__)
 EVALUATE_AFTER = timedelta(seconds=10)  # past the 9 s TAF tolerance
 
 
@@ -262,11 +265,33 @@ def run_demo(options: DemoOptions, progress: Progress = no_progress,
             role.stop(5)
 
 
-def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: SharedClock,
-               clock_file: Path, options: DemoOptions, progress: Progress) -> None:
+@dataclass(frozen=True)
+class GwaAccess:
+    """Where the run's GWA listens and how its security module opens."""
+
+    admin_port: int
+    api_port: int
+    passphrase: str
+
+
+def start_gwa(run: DemoRun, roles: list[RoleProcess], gwa: GwaAccess,
+              clock_file: Path | None) -> OperatorApi:
+    role = RoleProcess("gwa", imsys_command("gwa", "serve", str(run.gwa_dir),
+                                            *_clock_args(clock_file)),
+                       run.out / "logs" / "gwa.log", env={PASSPHRASE_ENV: gwa.passphrase}).start()
+    roles.append(role)
+    api = OperatorApi(gwa.api_port)
+    wait_for_port(gwa.admin_port, 60, role)
+    api.wait_until_up(60)
+    return api
+
+
+def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Clock,
+               clock_file: Path | None, options: DemoOptions, progress: Progress) -> GwaAccess:
     """The gateways through every commissioning phase (seed 003 §2.3), then configured by
     the GWA's operator: production line in this process, personalisation and set-up in the
-    admin sessions the gateway processes open, the operator's commands after a wake-up."""
+    admin sessions the gateway processes open, the operator's commands after a wake-up.
+    Every role is running when it returns (``clock_file`` None: on the real clock)."""
     homes, out = run.households, run.out
     steps = 4 + 2 * len(homes)
     done = 0
@@ -274,9 +299,10 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Sha
     def step(what: str) -> None:
         nonlocal done
         done += 1
-        progress(f"commissioning: {what}", done, steps)
+        log.info("commissioning: %s", what)
+        progress(COMMISSIONING_TASK, done, steps)
 
-    progress("commissioning: SM-PKI", 0, steps)
+    progress(COMMISSIONING_TASK, 0, steps)
     not_before = run.start - timedelta(days=1)
     pki = init_pki(run.pki_dir, not_before)
     provision_emt(pki, run.emt_keys)
@@ -304,13 +330,8 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Sha
         copy_crls(run.pki_dir, state / CRL_DIR)
         step(f"{home.gateway_id} manufactured and installed")
     start_emt(run, roles, emt_port)
-    gwa = RoleProcess("gwa", imsys_command("gwa", "serve", str(run.gwa_dir), "--clock",
-                                           str(clock_file)),
-                      out / "logs" / "gwa.log", env={PASSPHRASE_ENV: passphrase}).start()
-    roles.append(gwa)
-    api = OperatorApi(api_port)
-    wait_for_port(admin_port, 60, gwa)
-    api.wait_until_up(60)
+    access = GwaAccess(admin_port, api_port, passphrase)
+    api = start_gwa(run, roles, access, clock_file)
     step("EMT and GWA running")
     batches = []
     chain = tuple(pki.chain("emt-ca")[:-1])
@@ -345,6 +366,7 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Sha
     for home in homes:
         step(f"{home.gateway_id} configured")
     start_meters(run, roles, clock_file, no_progress, 0, 0)
+    return access
 
 
 def operation_started(state: Path) -> bool:

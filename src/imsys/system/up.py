@@ -1,10 +1,11 @@
 """``imsys up`` / ``imsys down``: the demo's roles on the real clock, until stopped.
 
-``up`` provisions a system folder on first use (SM-PKI, EMT keys, gateways with TAF 1/2/6/7
-profiles valid from the current quarter hour, meter keys), starts every role as a detached
-``imsys …`` process and records them in ``FOLDER/system.json``; ``down`` stops what that file
-lists (SIGTERM to each process group, SIGKILL after a grace period) and removes it. Running
-``up`` again on a stopped folder restarts the same system with its data.
+``up`` builds a system folder on first use exactly as the demo does – SM-PKI, EMT, GWA, the
+gateways made on the production line and commissioned through the GWA, their meters, TAF
+1/2/6/7 profiles valid from the current quarter hour – leaves every role running as a
+detached ``imsys …`` process and records them in ``FOLDER/system.json``; ``down`` stops what
+that file lists (SIGTERM to each process group, SIGKILL after a grace period) and removes it.
+Running ``up`` again on a stopped folder restarts the same system with its data.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from imsys.core.clock import SystemClock
 from imsys.core.errors import UsageError
-from imsys.pki import PkiDirectory
-from imsys.system.demo import DemoRun, Progress, no_progress, start_roles
-from imsys.system.provision import (
-    Household,
-    MeterPlan,
-    households,
-    init_pki,
-    provision_emt,
-    provision_gateway,
+from imsys.system.demo import (
+    DemoOptions,
+    DemoRun,
+    GwaAccess,
+    Progress,
+    commission,
+    no_progress,
+    start_emt,
+    start_gateways,
+    start_gwa,
+    start_meters,
 )
+from imsys.system.provision import Household, MeterPlan, households
 from imsys.system.roles import RoleProcess, free_port
 
 __all__ = ["SYSTEM_FILE", "RoleRecord", "down", "running", "up"]
@@ -69,8 +74,11 @@ def running(folder: Path) -> list[RoleRecord]:
     return [RoleRecord(**r) for r in doc["roles"] if alive(int(r["pid"]))]
 
 
-def _save_plan(folder: Path, homes: list[Household], emt_port: int) -> None:
-    doc = {"format": FORMAT, "emt_port": emt_port, "households": [
+def _save_plan(folder: Path, homes: list[Household], emt_port: int, gwa: GwaAccess) -> None:
+    doc = {"format": FORMAT, "emt_port": emt_port,
+           "gwa": {"admin_port": gwa.admin_port, "api_port": gwa.api_port,
+                   "passphrase": gwa.passphrase},
+           "households": [
         {"index": h.index, "gateway_id": h.gateway_id, "consumer_id": h.consumer_id,
          "lmn_port": h.lmn_port, "wmbus_port": h.wmbus_port,
          "meters": [{"meter_id": m.meter_id, "role": m.role, "kind": m.kind,
@@ -79,11 +87,11 @@ def _save_plan(folder: Path, homes: list[Household], emt_port: int) -> None:
                      "aes_key": None if m.aes_key is None else m.aes_key.hex()}
                     for m in h.meters]} for h in homes]}
     path = folder / PLAN_FILE
-    path.touch(mode=0o600)  # holds the wireless meters' keys
+    path.touch(mode=0o600)  # holds the wireless meters' keys and the GWA's passphrase
     path.write_text(json.dumps(doc, indent=2))
 
 
-def _load_plan(folder: Path) -> tuple[list[Household], int]:
+def _load_plan(folder: Path) -> tuple[list[Household], int, GwaAccess]:
     doc = json.loads((folder / PLAN_FILE).read_text())
     if doc.get("format") != FORMAT:
         raise UsageError(f"{folder / PLAN_FILE} is not an {FORMAT} plan")
@@ -92,7 +100,9 @@ def _load_plan(folder: Path) -> tuple[list[Household], int]:
                   timedelta(seconds=m["interval"]), tuple(m["channels"]),
                   None if m["aes_key"] is None else bytes.fromhex(m["aes_key"]))
         for m in h["meters"]), h["lmn_port"], h["wmbus_port"]) for h in doc["households"]]
-    return homes, int(doc["emt_port"])
+    gwa = GwaAccess(int(doc["gwa"]["admin_port"]), int(doc["gwa"]["api_port"]),
+                    str(doc["gwa"]["passphrase"]))
+    return homes, int(doc["emt_port"]), gwa
 
 
 def up(folder: Path, households_count: int = 2, progress: Progress = no_progress,
@@ -101,29 +111,28 @@ def up(folder: Path, households_count: int = 2, progress: Progress = no_progress
     if running(folder):
         raise UsageError(f"{folder} is already up; run `imsys down --dir {folder}` first")
     now = now or datetime.now(UTC)
-    if (folder / PLAN_FILE).exists():
-        homes, emt_port = _load_plan(folder)
-    else:
-        if folder.exists() and any(folder.iterdir()):
-            raise UsageError(f"{folder} is not empty and holds no imsys system")
-        folder.mkdir(parents=True, exist_ok=True)
-        ports = [free_port() for _ in range(2 * households_count + 1)]
-        homes, emt_port = households(households_count, ports[1:]), ports[0]
-        valid_from = datetime.fromtimestamp(now.timestamp() // 900 * 900, UTC)
-        progress("SM-PKI and key material", 0, 1 + len(homes))
-        pki = init_pki(folder / "pki", now - timedelta(days=1))
-        pki = PkiDirectory.open(folder / "pki")  # from now on: the real clock
-        provision_emt(pki, folder / "emt" / "keys")
-        for i, home in enumerate(homes):
-            provision_gateway(pki, home, folder / "gateways" / home.gateway_id,
-                              folder / "meters", folder / "emt" / "keys", emt_port, valid_from,
-                              timedelta(hours=1))
-            progress("SM-PKI and key material", i + 1, 1 + len(homes))
-        _save_plan(folder, homes, emt_port)
-    run = DemoRun(folder, now, now, homes, f"sqlite:///{folder / 'emt' / 'emt.db'}")
     roles: list[RoleProcess] = []
     try:
-        start_roles(run, roles, emt_port, None, progress)
+        if (folder / PLAN_FILE).exists():  # the same system again, with its data
+            homes, emt_port, gwa = _load_plan(folder)
+            run = DemoRun(folder, now, now, homes, f"sqlite:///{folder / 'emt' / 'emt.db'}")
+            total = 2 + sum(1 + len(h.meters) for h in homes)
+            done = start_emt(run, roles, emt_port)
+            start_gwa(run, roles, gwa, None)
+            done = start_gateways(run, roles, None, progress, done + 1, total)
+            start_meters(run, roles, None, progress, done, total)
+        else:
+            if folder.exists() and any(folder.iterdir()):
+                raise UsageError(f"{folder} is not empty and holds no imsys system")
+            folder.mkdir(parents=True, exist_ok=True)
+            ports = [free_port() for _ in range(2 * households_count + 1)]
+            homes, emt_port = households(households_count, ports[1:]), ports[0]
+            valid_from = datetime.fromtimestamp(now.timestamp() // 900 * 900, UTC)
+            run = DemoRun(folder, valid_from, valid_from, homes,
+                          f"sqlite:///{folder / 'emt' / 'emt.db'}")
+            gwa = commission(run, roles, emt_port, SystemClock(), None,
+                             DemoOptions(households=households_count), progress)
+            _save_plan(folder, homes, emt_port, gwa)
     except BaseException:
         for role in reversed(roles):
             role.stop(5)
@@ -132,6 +141,7 @@ def up(folder: Path, households_count: int = 2, progress: Progress = no_progress
     (folder / SYSTEM_FILE).write_text(json.dumps(
         {"format": FORMAT, "started": now.isoformat(),
          "emt": f"https://127.0.0.1:{emt_port}/deliveries/v1",
+         "gwa_api": f"http://127.0.0.1:{gwa.api_port}/docs",
          "roles": [r.__dict__ for r in records]}, indent=2))
     for role in roles:
         role.detach()
