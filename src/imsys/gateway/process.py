@@ -43,6 +43,7 @@ from cryptography import x509
 
 from imsys.core.clock import Clock, next_boundary
 from imsys.core.errors import ImsysError, Reason, Rejected, TlsRejected, UsageError
+from imsys.core.localtime import day_start, local_day
 from imsys.core.reading import Reading
 from imsys.crypto import SoftwareKey
 from imsys.crypto.tls import Interface, TlsIdentity, check_peer, client_context
@@ -57,6 +58,7 @@ from imsys.gateway.lmn_endpoints import (
 from imsys.gateway.logs import Level, Outcome, SystemEvent
 from imsys.gateway.measurement import Measurement
 from imsys.gateway.meter_profile import MeterProfile, MeterProtocol
+from imsys.gateway.retention import Deletion, Retention, billing_keep_from
 from imsys.gateway.store import Database, Durability, ReadingStore, StateKey, StateTable
 from imsys.gateway.taf import TOLERANCE, EvaluationProfile, Taf, evaluate
 from imsys.pki.validation import PathValidator
@@ -93,6 +95,10 @@ TICK_DONE = "process.tick-done"
 #: state key prefix: the newest reading time delivered per evaluation profile
 _DELIVERED = "process.delivered."
 _HTTP_LIMIT = 1024 * 1024
+#: retention runs once a day at this local time (after the day's TAF evaluation)
+RETENTION_AT = timedelta(hours=3)
+#: TAF 6 keeps the billing-day values of the last 42 days
+TAF6_WINDOW = timedelta(days=43)
 
 
 def _delivered_key(profile_id: str) -> str:
@@ -373,6 +379,7 @@ class GatewayProcess:
         self.measurement_clock_valid: Callable[[], bool] | None = None
         self._next_evaluation: datetime | None = None
         self._next_connect: datetime | None = None
+        self._next_retention: datetime | None = None
         self.config: GatewayConfig | None = None
         self.load()
 
@@ -475,11 +482,15 @@ class GatewayProcess:
         return next_boundary(now - TOLERANCE, self.config.delivery_interval) + TOLERANCE
 
     async def tick(self) -> None:
-        """One round: evaluate if due, then work the delivery queue if anything is due."""
+        """One round: evaluate if due, work the delivery queue if anything is due, apply
+        retention once a day."""
         now = self.clock.now()
         if self._next_evaluation is not None and now >= self._next_evaluation:
             self.evaluate_and_enqueue(now)
             self._next_evaluation = self._evaluation_after(now)
+        if self._next_retention is None or now >= self._next_retention:
+            self.apply_retention(now)
+            self._next_retention = day_start(local_day(now) + timedelta(days=1)) + RETENTION_AT
         queue = self.queue
         if queue is None:
             return
@@ -492,6 +503,33 @@ class GatewayProcess:
             self._tick_reported = now
 
     # ------------------------------------------------------------------ evaluation
+
+    def retention_keep_from(self, now: datetime) -> datetime:
+        """The oldest reading time any profile still needs (docs/gateway-process.md):
+        billing periods plus six weeks, TAF 6's 42 days of billing-day values, and every
+        reading not yet delivered. Retention itself never goes below 13 months."""
+        assert self.config is not None and self.core is not None
+        keep = now - TAF6_WINDOW
+        for profile in self.config.evaluation_profiles:
+            mark = self.core.state.get_time(_delivered_key(profile.profile_id))
+            keep = min(keep, profile.valid_from if mark is None else mark)
+            if profile.billing_period is not None:
+                periods = profile.billing_period.periods(profile.valid_from, now)
+                starts = [p.start for p in periods] or [profile.valid_from]
+                keep = min(keep, billing_keep_from(starts, now))
+        return keep
+
+    def apply_retention(self, now: datetime) -> Deletion | None:
+        """Delete what no profile needs any more, from the oldest record (system-logged)."""
+        if self.core is None or self.config is None:
+            return None
+        retention = Retention(self.core.store, self.core.logs.system, self.clock)
+        try:
+            return retention.purge(self.retention_keep_from(now))
+        except (Rejected, UsageError) as exc:
+            self.stats.last_error = f"retention: {exc}"
+            log.warning("%s", self.stats.last_error)
+            return None
 
     def evaluate_and_enqueue(self, now: datetime) -> int:
         """Evaluate every evaluation profile and queue one delivery per profile with new
