@@ -58,12 +58,14 @@ from imsys.pki.validation import HttpCrlSource, PathValidator, StaticCrlSource
 from imsys.wire.delivery import HTTP_PATH
 from imsys.wire.wakeup import WakeupDecision
 
-__all__ = ["DeviceGatewayProcess"]
+__all__ = ["OPERATION_STARTED", "DeviceGatewayProcess"]
 
 log = logging.getLogger(__name__)
 
 ROOT_LABEL = "ROOT_WAN_SIG_CRT"
 CRL_DIR = "crls"
+#: the system-log text that says measurement and delivery run (orchestrators wait for it)
+OPERATION_STARTED = "operation started"
 ADMIN_PHASES = frozenset({Phase.PERSONALISATION, Phase.OPERATION})
 ADMIN_RETRY = timedelta(minutes=5)
 
@@ -265,24 +267,32 @@ class DeviceGatewayProcess(GatewayProcess):
             usage_point_id=self.settings.usage_point_id or device.gateway_id)
         tls_key = device.secmod.tls_private_key(credentials.tls_label)
         self.use(config, KeyPair(tls_key, credentials.tls_chain),
-                 KeyPair(credentials.sig_key, (credentials.sig_certificate, *chain)))
+                 KeyPair(credentials.sig_key, (credentials.sig_certificate, *chain)),
+                 crls=self._crl_files())
         context.extras["wan_tls_identity"] = TlsIdentity(credentials.tls_chain, tls_key)
         self.measurement_clock_valid = lambda: clock_valid(device.config)
         await self.start_operation(device.db)
+        device.logs.system.append(Level.INFO, Outcome.SUCCESS,
+                                  f"{OPERATION_STARTED}: {len(meters)} meters, {len(usable)} "
+                                  "evaluation profiles", event=SystemEvent.CONFIGURATION_CHANGE)
         if self.settings.han_listen is not None and self.han is None:
             self._start_han(context, TlsIdentity(credentials.tls_chain, tls_key))
         return True
 
-    def _pki_validator(self, device: GatewayDevice) -> PathValidator:
-        """SM-PKI paths to the module's root, with the CRLs in ``DIR/crls`` (DER or PEM) or,
-        without that folder, from the certificates' distribution points over HTTP."""
-        root = device.secmod.certificate(ROOT_LABEL)
+    def _crl_files(self) -> StaticCrlSource | None:
+        """The CRLs in ``DIR/crls`` (DER or PEM), None without that folder."""
         folder = self.state_dir / CRL_DIR
-        if folder.is_dir():
-            crls = [_load_crl(path.read_bytes()) for path in sorted(folder.iterdir())
-                    if path.is_file()]
-            return PathValidator([root], crls=StaticCrlSource(crls), clock=self.clock)
-        return PathValidator([root], crls=HttpCrlSource(self.clock), clock=self.clock)
+        if not folder.is_dir():
+            return None
+        return StaticCrlSource(_load_crl(path.read_bytes()) for path in sorted(folder.iterdir())
+                               if path.is_file())
+
+    def _pki_validator(self, device: GatewayDevice) -> PathValidator:
+        """SM-PKI paths to the module's root, with the CRLs in ``DIR/crls`` or, without that
+        folder, from the certificates' distribution points over HTTP."""
+        root = device.secmod.certificate(ROOT_LABEL)
+        crls = self._crl_files()
+        return PathValidator([root], crls=crls or HttpCrlSource(self.clock), clock=self.clock)
 
     def _start_han(self, context: AdminContext, identity: TlsIdentity) -> None:
         host, port = _address(str(self.settings.han_listen))

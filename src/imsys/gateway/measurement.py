@@ -73,7 +73,6 @@ from imsys.gateway.meter_profile import (
 )
 from imsys.gateway.store import (
     Database,
-    ReadingRecord,
     ReadingSource,
     ReadingStore,
     StateTable,
@@ -485,10 +484,19 @@ def _sml_time(t: SmlTime | None) -> datetime | None:
 
 
 def _obis_text(name: bytes) -> str | None:
-    if len(name) != 6:
-        return None
-    a, b, c, d, e, f = name
-    return f"{a}-{b}:{c}.{d}.{e}*{f}"
+    text = _OBIS_TEXTS.get(name)
+    if text is None:
+        if len(name) != 6:
+            return None
+        a, b, c, d, e, f = name
+        text = f"{a}-{b}:{c}.{d}.{e}*{f}"
+        if len(_OBIS_TEXTS) < 4096:
+            _OBIS_TEXTS[bytes(name)] = text
+    return text
+
+
+#: OBIS names seen on the LMN and their text (a meter sends the same few codes every time)
+_OBIS_TEXTS: dict[bytes, str] = {}
 
 
 #: domain separation of the imsys SML value-signature input [I]
@@ -804,6 +812,8 @@ def step_3_4_mark_validity(profile: MeterProfile, evaluated: Evaluated, received
 _METER_FAULTS = int(MeterStatusBit.FATAL_ERROR | MeterStatusBit.MANIPULATION
                     | MeterStatusBit.MAGNETIC_INFLUENCE)
 _METER_INVALID = int(MeterStatusBit.MANIPULATION | MeterStatusBit.MAGNETIC_INFLUENCE)
+_PTB_IS_INVALID = int(SmgwStatus.PTB_TEMP_ERROR_IS_INVALID)
+_METER_ERROR_FLAG = int(ReadingFlag.METER_ERROR)
 
 
 def fnn_word(validity: Validity, meter_status: int | None) -> int:
@@ -830,13 +840,20 @@ def build_readings(profile: MeterProfile, evaluated: Evaluated, stamps: tuple[da
                    validity: Validity) -> tuple[Reading, ...]:
     """The :class:`Reading` of every value: unchanged value, scaler and unit (the transformer
     factor is assigned by the profile, not multiplied in), the stamp of step 3.3, the flags and
-    FNN word of step 3.4."""
-    out = []
+    FNN word of step 3.4 – per value exactly :func:`fnn_word` and :func:`value_flags`, with the
+    frame-level parts worked out once per frame."""
     meter_id = profile.meter_id
+    smgw = int(validity.smgw)
+    word_valid = smgw << 32
+    word_invalid = (smgw | _PTB_IS_INVALID) << 32
+    flags_valid = validity.flags
+    flags_fault = flags_valid | ReadingFlag.METER_ERROR
+    out = []
     for v, stamp in zip(evaluated.values, stamps, strict=True):
-        word = fnn_word(validity, v.status)
+        status = v.status or 0
+        word = (word_invalid if status & _METER_INVALID else word_valid) | status
         out.append(Reading(meter_id, v.obis, v.value, v.scaler, v.unit, stamp,
-                           value_flags(validity, word), word))
+                           flags_fault if status & _METER_FAULTS else flags_valid, word))
     return tuple(out)
 
 
@@ -851,10 +868,8 @@ def step_4_1_store(store: ReadingStore, state: StateTable, frame: LmnFrame,
     together with the meter's replay state. Call inside the frame's transaction. A frame the
     store holds already is ``REPLAYED``."""
     source = ReadingSource.LMN_SML if frame.transport is Transport.SML else ReadingSource.WMBUS
-    received = frame.received_at
     try:
-        seqs = store.append_readings([ReadingRecord(r, received, source, digest)
-                                      for r in readings])
+        seqs = store.append_frame(readings, frame.received_at, source, digest)
     except StoreRejected as exc:
         if exc.reason is StoreReason.DUPLICATE:
             raise ReadingRejected(ReadingReason.REPLAYED, Step.STORE,
@@ -882,7 +897,7 @@ def step_5_2_log(logs: GatewayLogs, profile: MeterProfile, seqs: list[int],
         f"(seq {seqs[0]}–{seqs[-1]}, ungültig {invalid})",
         event=ConsumerEvent.RECORDING)
     meter_error = validity.meter_error or any(
-        r.flags & ReadingFlag.METER_ERROR for r in readings)
+        int(r.flags) & _METER_ERROR_FLAG for r in readings)
     if meter_error:
         cause = "Zähleruhr abweichend" if validity.meter_clock_off else "Statuswort"
         logs.calibration.append(

@@ -61,7 +61,7 @@ from imsys.gateway.meter_profile import MeterProfile, MeterProtocol
 from imsys.gateway.retention import Deletion, Retention, billing_keep_from
 from imsys.gateway.store import Database, Durability, ReadingStore, StateKey, StateTable
 from imsys.gateway.taf import TOLERANCE, EvaluationProfile, Taf, evaluate
-from imsys.pki.validation import PathValidator
+from imsys.pki.validation import CrlSource, PathValidator
 from imsys.wire.ar2418 import document_from_readings, encode_document
 from imsys.wire.delivery import HTTP_PATH, MEDIA_TYPE, Delivery, seal_delivery
 from imsys.wire.receipt import ReceiptRejected
@@ -389,11 +389,13 @@ class GatewayProcess:
         keys = self.state_dir / KEYS_DIR
         self.use(config, _load_pair(keys, "tls"), _load_pair(keys, "sig"))
 
-    def use(self, config: GatewayConfig, tls_pair: _KeyPair, sig_pair: _KeyPair) -> None:
-        """Adopt a configuration and key pairs: validator, LMN-TLS and WAN-TLS contexts."""
+    def use(self, config: GatewayConfig, tls_pair: _KeyPair, sig_pair: _KeyPair,
+            crls: CrlSource | None = None) -> None:
+        """Adopt a configuration and key pairs: validator (with ``crls``, revocation of LMN
+        and WAN peers is checked), LMN-TLS and WAN-TLS contexts."""
         self.config, self.tls_pair, self.sig_pair = config, tls_pair, sig_pair
-        self.validator = PathValidator(config.trust_anchors, config.intermediates,
-                                       require_crl=False)
+        self.validator = PathValidator(config.trust_anchors, config.intermediates, crls,
+                                       require_crl=crls is not None)
         identity = TlsIdentity(self._chain(tls_pair), tls_pair.key)
         self.lmn_tls = LmnTls(identity, config.trust_anchors, config.intermediates,
                               self.validator)

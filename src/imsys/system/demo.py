@@ -182,6 +182,13 @@ class _Gateways:
         self.stores.clear()
 
 
+def crl_lifetime(run: DemoRun) -> timedelta:
+    """CRLs dated before the window that stay valid well after the run (peers check them
+    against the real clock as well as the simulated one); at least 90 days, which is how long
+    an ``imsys up`` system runs before its gateways need fresh CRL files (docs/demo.md)."""
+    return max((run.end - run.start) + timedelta(days=8), timedelta(days=90))
+
+
 def gateway_starts(state: Path) -> int:
     """How often the gateway in ``state`` has logged its start (0 before its first run)."""
     path = state / DB_FILE
@@ -246,7 +253,8 @@ def run_demo(options: DemoOptions, progress: Progress = no_progress,
                 commission(run, roles, ports[0], clock, clock_file, options, progress)
             else:
                 progress("SM-PKI and key material", 0, 1 + len(homes))
-                pki = init_pki(run.pki_dir, start - timedelta(days=1))
+                pki = init_pki(run.pki_dir, start - timedelta(days=1),
+                               crl_lifetime=crl_lifetime(run))
                 provision_emt(pki, run.emt_keys)
                 for i, home in enumerate(homes):
                     provision_gateway(pki, home, run.gateway_dir(home), out / "meters",
@@ -304,7 +312,7 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Clo
 
     progress(COMMISSIONING_TASK, 0, steps)
     not_before = run.start - timedelta(days=1)
-    pki = init_pki(run.pki_dir, not_before)
+    pki = init_pki(run.pki_dir, not_before, crl_lifetime=crl_lifetime(run))
     provision_emt(pki, run.emt_keys)
     admin_port, api_port = free_port(), free_port()
     passphrase = secrets.token_hex(16)

@@ -114,11 +114,13 @@ def households(count: int, ports: list[int]) -> list[Household]:
     return out
 
 
-def init_pki(path: Path, not_before: datetime) -> PkiDirectory:
+def init_pki(path: Path, not_before: datetime, *,
+             crl_lifetime: timedelta = timedelta(days=7)) -> PkiDirectory:
     """A fresh SM-PKI whose certificates are valid from ``not_before`` (the simulated window
-    lies in the recent past, so certificates must predate it)."""
+    lies in the recent past, so certificates must predate it); its CRLs must stay valid until
+    after the run, checked at the real time: give ``crl_lifetime`` from ``not_before``."""
     clock = SimulatedClock(not_before)
-    PkiDirectory.init(path, sub_cas=SUB_CAS, clock=clock)
+    PkiDirectory.init(path, sub_cas=SUB_CAS, clock=clock, crl_lifetime=crl_lifetime)
     return PkiDirectory.open(path, clock=clock)
 
 

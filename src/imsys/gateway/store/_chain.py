@@ -38,8 +38,9 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from imsys.core.errors import UsageError
 from imsys.gateway.errors import StoreReason, StoreRejected
@@ -50,15 +51,17 @@ SqlValue = int | str | bytes | None
 GENESIS_HASH = bytes(32)
 HASH_DOMAIN = b"imsys.chain.v1\x00"
 ANCHOR_TABLE = "chain_anchor"
+#: records per multi-row INSERT (well below SQLite's 32766 bound variables for any table here)
+ROWS_PER_STATEMENT = 256
 
 _I64 = struct.Struct(">q")
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
+_TAGGED_I64 = struct.Struct(">Bq")  # 0x49 'I' || i64
+_TAGGED_U32 = struct.Struct(">BI")  # 0x54 'T' or 0x42 'B' || u32 length
 _NULL = b"N"
-_INT = b"I"
-_TEXT = b"T"
-_BLOB = b"B"
+_sha256 = hashlib.sha256
 
 _ANCHOR_DDL = [
     f"""CREATE TABLE {ANCHOR_TABLE} (
@@ -79,34 +82,76 @@ BEGIN SELECT RAISE(ABORT, 'imsys: chain anchors only move forward'); END""",
 _ANCHOR_GUARDS = ("no_update", "no_delete", "forward")
 
 
+def _encode_int(value: int) -> bytes:
+    try:
+        return _TAGGED_I64.pack(0x49, value)
+    except struct.error:
+        check_int64(value, "field")
+        raise
+
+
+def _encode_text(value: str) -> bytes:
+    encoded = _TEXT_CACHE.get(value)
+    if encoded is None:
+        data = value.encode()
+        encoded = _TAGGED_U32.pack(0x54, len(data)) + data
+        if len(data) <= _TEXT_CACHE_ITEM:
+            if len(_TEXT_CACHE) >= _TEXT_CACHE_SIZE:
+                _TEXT_CACHE.clear()
+            _TEXT_CACHE[value] = encoded
+    return encoded
+
+
+def _encode_blob(value: bytes) -> bytes:
+    return _TAGGED_U32.pack(0x42, len(value)) + value
+
+
+def _encode_null(value: None) -> bytes:
+    return _NULL
+
+
+#: the field encoders for values of exactly these types (subclasses such as ``bool`` or enum
+#: members take the general path in :func:`_encode_any`)
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    int: _encode_int, str: _encode_text, bytes: _encode_blob, type(None): _encode_null}
+#: short texts repeat from record to record (meter ids, OBIS codes, sources, log texts)
+_TEXT_CACHE: dict[str, bytes] = {}
+_TEXT_CACHE_SIZE = 4096
+_TEXT_CACHE_ITEM = 64
+_CHAIN_PREFIXES: dict[str, bytes] = {}
+
+
+def _encode_any(value: SqlValue) -> bytes:
+    if value is None:
+        return _NULL
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _encode_int(int(value))
+    if isinstance(value, str):
+        data = value.encode()
+        return _TAGGED_U32.pack(0x54, len(data)) + data
+    if isinstance(value, bytes):
+        return _encode_blob(bytes(value))
+    raise UsageError(f"chain fields are int, str, bytes or None, not {type(value)!r}")
+
+
+def _chain_prefix(chain: str) -> bytes:
+    prefix = _CHAIN_PREFIXES.get(chain)
+    if prefix is None:
+        name = chain.encode()
+        prefix = HASH_DOMAIN + _U16.pack(len(name)) + name
+        if len(_CHAIN_PREFIXES) < _TEXT_CACHE_SIZE:
+            _CHAIN_PREFIXES[chain] = prefix
+    return prefix
+
+
 def record_hash(chain: str, seq: int, prev_hash: bytes, fields: Sequence[SqlValue]) -> bytes:
     """SHA-256 over the canonical encoding of one record (see the module docstring)."""
-    name = chain.encode()
-    parts = [HASH_DOMAIN, _U16.pack(len(name)), name, _U64.pack(seq), prev_hash,
-             _U16.pack(len(fields))]
-    append = parts.append
-    for value in fields:
-        if value is None:
-            append(_NULL)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            append(_INT)
-            try:
-                append(_I64.pack(value))
-            except struct.error:
-                check_int64(value, "field")
-                raise
-        elif isinstance(value, str):
-            data = value.encode()
-            append(_TEXT)
-            append(_U32.pack(len(data)))
-            append(data)
-        elif isinstance(value, bytes):
-            append(_BLOB)
-            append(_U32.pack(len(value)))
-            append(value)
-        else:
-            raise UsageError(f"chain fields are int, str, bytes or None, not {type(value)!r}")
-    return hashlib.sha256(b"".join(parts)).digest()
+    try:
+        encoded = [_ENCODERS[type(value)](value) for value in fields]
+    except KeyError:
+        encoded = [_encode_any(value) for value in fields]
+    return _sha256(b"".join((_chain_prefix(chain), _U64.pack(seq), prev_hash,
+                             _U16.pack(len(fields)), *encoded))).digest()
 
 
 def check_int64(value: int, name: str) -> None:
@@ -180,8 +225,11 @@ class AppendOnlyTable:
         key = f"{partition} = ? AND " if partition else ""
         prefix = f"{partition}, " if partition else ""
         marks = ", ".join("?" * (len(self.columns) + 3 + (1 if partition else 0)))
-        self._insert_sql = (f"INSERT INTO {name} ({prefix}{seq_column}, "
-                            f"{', '.join(self.payload_names)}, prev_hash, hash) VALUES ({marks})")
+        self._row_marks = f"({marks})"
+        self._insert_head = (f"INSERT INTO {name} ({prefix}{seq_column}, "
+                             f"{', '.join(self.payload_names)}, prev_hash, hash) VALUES ")
+        self._insert_sql = f"{self._insert_head}{self._row_marks}"
+        self._insert_many: dict[int, str] = {1: self._insert_sql}
         self._head_sql = (f"SELECT {seq_column}, hash FROM {name} WHERE {key}1 "
                           f"ORDER BY {seq_column} DESC LIMIT 1")
         self._select_sql = (f"SELECT {seq_column}, {', '.join(self.payload_names)}, prev_hash, "
@@ -245,11 +293,15 @@ BEGIN SELECT RAISE(ABORT, 'imsys: an anchor must name an existing {t} record'); 
             "hash BLOB NOT NULL CHECK (length(hash) = 32), "
             f"PRIMARY KEY ({key}))"
         ]
-        for index_name, index_columns, unique in self.indexes:
-            statements.append(f"CREATE {'UNIQUE ' if unique else ''}INDEX {index_name} "
-                              f"ON {self.name} ({', '.join(index_columns)})")
+        statements.extend(self.index_ddl())
         statements.extend(self.guard_ddl().values())
         return statements
+
+    def index_ddl(self) -> list[str]:
+        """CREATE statements for the table's secondary indexes."""
+        return [f"CREATE {'UNIQUE ' if unique else ''}INDEX {index_name} "
+                f"ON {self.name} ({', '.join(index_columns)})"
+                for index_name, index_columns, unique in self.indexes]
 
     def create(self, db: Database) -> None:
         """Create the shared anchor table and this table (each only if missing)."""
@@ -292,6 +344,10 @@ BEGIN SELECT RAISE(ABORT, 'imsys: an anchor must name an existing {t} record'); 
                key: str | None = None) -> ChainHead:
         """Chain and insert ``payloads`` inside the caller's transaction; the new head.
 
+        All or nothing: up to :data:`ROWS_PER_STATEMENT` records go in as ONE multi-row
+        ``INSERT`` (a statement that fails – a guard, a duplicate – leaves nothing behind, so
+        no savepoint is needed); longer lists are split into statements inside a savepoint.
+
         The records get seqs ``old head + 1 … new head``. The head comes from the
         connection's cache when it has one; if another connection appended meanwhile, the
         chain-link trigger refuses the first row (nothing is inserted), and the append is
@@ -302,21 +358,31 @@ BEGIN SELECT RAISE(ABORT, 'imsys: an anchor must name an existing {t} record'); 
         conn = db.connection
         chain = self.chain_name(key)
         cached = db.chain_heads.get(chain)
+        if not payloads:
+            return self.head(conn, key)
+        width = len(self.columns)
         for attempt in (0, 1):
             if cached is None or attempt:
                 head = self.head(conn, key)
                 cached = (head.seq, head.hash)
-            first, prev = cached
-            seq = first
-            rows = []
+            seq, prev = cached
             prefix = self._params(key)
+            params: list[SqlValue] = []
+            extend = params.extend
             for payload in payloads:
+                if len(payload) != width:
+                    raise UsageError(f"{self.name} records have {width} fields, "
+                                     f"not {len(payload)}")
                 seq += 1
                 digest = record_hash(chain, seq, prev, payload)
-                rows.append((*prefix, seq, *payload, prev, digest))
+                extend(prefix)
+                params.append(seq)
+                extend(payload)
+                params.append(prev)
+                params.append(digest)
                 prev = digest
             try:
-                conn.executemany(self._insert_sql, rows)
+                self._insert(db, params, len(payloads))
             except sqlite3.IntegrityError as exc:
                 db.chain_heads.pop(chain, None)
                 if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
@@ -328,6 +394,25 @@ BEGIN SELECT RAISE(ABORT, 'imsys: an anchor must name an existing {t} record'); 
             db.chain_heads[chain] = (seq, prev)
             return ChainHead(chain, seq, prev)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_statement(self, rows: int) -> str:
+        sql = self._insert_many.get(rows)
+        if sql is None:
+            sql = self._insert_many[rows] = (
+                f"{self._insert_head}{', '.join([self._row_marks] * rows)}")
+        return sql
+
+    def _insert(self, db: Database, params: list[SqlValue], rows: int) -> None:
+        conn = db.connection
+        if rows <= ROWS_PER_STATEMENT:
+            conn.execute(self._insert_statement(rows), params)
+            return
+        width = len(params) // rows
+        with db.transaction():
+            for first in range(0, rows, ROWS_PER_STATEMENT):
+                count = min(ROWS_PER_STATEMENT, rows - first)
+                conn.execute(self._insert_statement(count),
+                             params[first * width:(first + count) * width])
 
     def rows(self, conn: sqlite3.Connection, key: str | None = None, *, after: int = 0,
              page: int = 2000) -> Iterable[tuple[SqlValue, ...]]:

@@ -10,11 +10,10 @@ happens only inside :meth:`Database.transaction`, which is ``BEGIN IMMEDIATE …
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from types import TracebackType
 
 from imsys.core.errors import UsageError
 from imsys.gateway.errors import StoreReason, StoreRejected
@@ -114,47 +113,23 @@ class Database:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """All-or-nothing: ``BEGIN IMMEDIATE … COMMIT``, or a savepoint inside an outer one.
 
-        An exception rolls back everything done inside the block (and only that) and
-        propagates. When the outermost block returns, the commit is durable as
-        :attr:`durability` says.
+        Use as ``with db.transaction() as conn:``. An exception rolls back everything done
+        inside the block (and only that) and propagates. When the outermost block returns,
+        the commit is durable as :attr:`durability` says.
         """
-        conn = self._conn
-        if self._depth:
-            name = f"imsys_sp{self._depth}"
-            conn.execute(f"SAVEPOINT {name}")
-            self._depth += 1
-            try:
-                yield conn
-            except BaseException:
-                self.chain_heads.clear()
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-                raise
-            else:
-                conn.execute(f"RELEASE {name}")
-            finally:
-                self._depth -= 1
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            self.chain_heads.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            self._depth = 0
+        return _Transaction(self)
 
     def table_exists(self, name: str) -> bool:
         row = self._conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
+    def index_exists(self, name: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
         return row is not None
 
     def ensure_schema(self, table: str, statements: list[str]) -> None:
@@ -190,3 +165,54 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Transaction:
+    """The context manager of :meth:`Database.transaction` (a class, not a generator: it is
+    entered several times per ingested frame)."""
+
+    __slots__ = ("_db", "_savepoint")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._savepoint: str | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        conn = db._conn
+        if db._depth:
+            name = self._savepoint = f"imsys_sp{db._depth}"
+            conn.execute(f"SAVEPOINT {name}")
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+        db._depth += 1
+        return conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        db = self._db
+        conn = db._conn
+        name = self._savepoint
+        try:
+            if name is not None:
+                if exc_type is None:
+                    conn.execute(f"RELEASE {name}")
+                else:
+                    db.chain_heads.clear()
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                return
+            if exc_type is None:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    db.chain_heads.clear()
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            else:
+                db.chain_heads.clear()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
+            db._depth -= 1

@@ -20,6 +20,8 @@ from imsys.gateway.store._db import Database, from_micros, to_micros
 StateValue = str | int | bytes
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+_UPSERT = ("INSERT INTO gateway_state (key, value) VALUES (?, ?) "
+           "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 _DDL = ["CREATE TABLE gateway_state (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) "
         "WITHOUT ROWID"]
 
@@ -60,10 +62,13 @@ class StateTable:
         """Set several keys in one transaction (all or none)."""
         for key, value in values.items():
             self._check(key, value)
+        if len(values) == 1 and self.db.in_transaction:
+            # one statement is all or nothing by itself: no savepoint inside the caller's
+            # transaction (the measurement writes one key per frame)
+            self.db.connection.execute(_UPSERT, next(iter(values.items())))
+            return
         with self.db.transaction() as conn:
-            conn.executemany("INSERT INTO gateway_state (key, value) VALUES (?, ?) "
-                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                             list(values.items()))
+            conn.executemany(_UPSERT, list(values.items()))
 
     def delete(self, key: str) -> None:
         with self.db.transaction() as conn:
