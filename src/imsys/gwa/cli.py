@@ -173,6 +173,41 @@ async def _serve(folder: Path, config: GwaConfig, ready: Any = None,
         module.close()
 
 
+@gwa_app.command("initial-config")
+@handle_errors
+def initial_config_command(
+    folder: Path = typer.Argument(..., help="Directory of the GWA."),
+    gateway_id: str = typer.Argument(..., help="The gateway the file is for."),
+    out: Path = typer.Option(..., "--out", help="Where to write the signed file.",
+                             dir_okay=False),
+) -> None:
+    """The signed initial configuration file of a gateway (seed 003 §2.3.1.3): the GWA's
+    certificates, its id and admin-session address, signed with GWADM_SIG."""
+    from imsys.gateway.initial_config import GwaAddress
+    from imsys.gwa import (
+        GwaCredentials,
+        build_initial_configuration,
+        sign_initial_configuration,
+    )
+    from imsys.gwa.keys import GwaKeys
+    from imsys.pki.directory import atomic_write
+
+    config = GwaConfig.load(folder)
+    module = SoftwareSecurityModule(folder / "secmod", _passphrase())
+    try:
+        keys = GwaKeys.load(module)
+        c = keys.certificates
+        document = sign_initial_configuration(build_initial_configuration(
+            gateway_id=gateway_id, administrator_id=keys.administrator_id,
+            address=GwaAddress(config.admin_host, config.admin_port),
+            credentials=GwaCredentials(c["TLS"], c["SIG"], c["ENC"], c["AUT"], keys.chain)),
+            keys.key("SIG"))
+    finally:
+        module.close()
+    atomic_write(out, document)
+    console.print(f"initial configuration for {gateway_id} ({len(document)} bytes) in {out}")
+
+
 @gwa_app.command("serve")
 @handle_errors
 def serve_command(
