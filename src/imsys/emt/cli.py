@@ -11,7 +11,8 @@ from rich.table import Table
 
 from imsys.cli._common import console, handle_errors
 from imsys.core.errors import UsageError
-from imsys.emt.server import ServerConfig, provision_identity, serve
+from imsys.emt.export import FORMATS, export_day, load_assignments
+from imsys.emt.server import ForwardTarget, ServerConfig, provision_identity, serve
 from imsys.emt.storage import EmtStorage
 from imsys.pki import PkiDirectory
 
@@ -38,18 +39,35 @@ def serve_command(
                                       help="Serve only these gateways (repeatable)."),
     max_age_days: int = typer.Option(45, "--max-age-days",
                                      help="Oldest signing time accepted."),
+    trusted_relay: list[str] = typer.Option([], "--trusted-relay",
+                                            help="Accept forwarded deliveries from this relay "
+                                            "(its EMT id; repeatable)."),
+    forward_to: list[str] = typer.Option([], "--forward-to",
+                                         help="Relay mode: take POST /relay/v1 and forward to "
+                                         "ID,HOST:PORT,SIG-CERT.pem (repeatable)."),
 ) -> None:
     """Run the delivery endpoint (POST /deliveries/v1 over mutually authenticated TLS)."""
     directory = PkiDirectory.open(pki)
     config = ServerConfig(pki, emt_id, db, host=host, port=port, workers=workers,
                           keys_dir=keys, served_gateways=tuple(gateway) or None,
-                          max_age=timedelta(days=max_age_days))
+                          max_age=timedelta(days=max_age_days),
+                          trusted_relays=tuple(trusted_relay),
+                          forward_to=tuple(parse_forward_target(t) for t in forward_to))
     if ca is not None and ca not in directory.ca_names:
         ca = None
     provision_identity(directory, emt_id, config.keys, ca=ca)
     serve(config, on_ready=lambda bound: console.print(
         f"EMT {emt_id} listening on https://{host}:{bound}/deliveries/v1 "
         f"({workers} worker{'s' if workers > 1 else ''}, db {db})"))
+
+
+def parse_forward_target(text: str) -> ForwardTarget:
+    """``ID,HOST:PORT,SIG-CERT.pem`` → :class:`ForwardTarget`."""
+    parts = text.split(",")
+    host, _, port = parts[1].rpartition(":") if len(parts) == 3 else ("", "", "")
+    if len(parts) != 3 or not parts[0] or not host or not port.isdigit():
+        raise UsageError(f"--forward-to is ID,HOST:PORT,SIG-CERT.pem, got {text!r}")
+    return ForwardTarget(parts[0], host, int(port), Path(parts[2]))
 
 
 @emt_app.command("show")
@@ -72,6 +90,10 @@ def show_command(
         counts = storage.counts()
         console.print(f"{counts['emt_deliveries']} deliveries, {counts['emt_readings']} "
                       f"readings, {counts['emt_rejections']} rejections")
+        outbox = storage.relay_counts()
+        if any(outbox.values()):
+            console.print(f"relay outbox: {outbox['waiting']} waiting, {outbox['refused']} "
+                          "refused by the final recipient")
         table = Table("received", "delivery", "gateway", "meter", "profile", "billing",
                       "readings")
         for row in storage.deliveries(gateway=gateway, meter=meter, day=when):
@@ -98,3 +120,38 @@ def show_command(
             console.print(refused)
     finally:
         storage.dispose()
+
+
+@emt_app.command("export")
+@handle_errors
+def export_command(
+    db: str = typer.Option(..., "--db", help="Database URL of the receiving EMT."),
+    assignments: Path = typer.Option(..., "--assignments",
+                                     help="Metering points and recipients (JSON, docs/msb.md)."),
+    day: str = typer.Option(..., "--day", help="Local day the dispatches are due (YYYY-MM-DD): "
+                            "the previous day's series, on the 1st the month, on 1 Jan the year."),
+    sender: str = typer.Option(..., "--sender", help="The MSB's market partner id."),
+    out: Path = typer.Option(Path("export"), "--out", help="Output directory."),
+    formats: list[str] = typer.Option(list(FORMATS), "--format",
+                                      help="mscons, csv, json (repeatable)."),
+    history_days: int = typer.Option(28, "--history-days", min=0,
+                                     help="Earlier days used for substitute values."),
+) -> None:
+    """Export what is due on a day per recipient: MSCONS, CSV, JSON (§ 60 MsbG)."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise UsageError(f"--day must be YYYY-MM-DD, got {day!r}") from None
+    points = load_assignments(assignments)
+    storage = EmtStorage(db, create=False)
+    try:
+        files = export_day(storage, points, when, sender_id=sender, out_dir=out,
+                           formats=formats, history_days=history_days)
+    finally:
+        storage.dispose()
+    table = Table("recipient", "kind", "format", "dispatches", "file")
+    for item in files:
+        table.add_row(item.recipient_id, item.kind.value, item.format, str(item.dispatches),
+                      str(item.path))
+    console.print(table)
+    console.print(f"{len(files)} files written to {out}")

@@ -20,6 +20,10 @@ peer's identifier and either returns a signed receipt or raises :class:`Delivery
    ``STORAGE_UNAVAILABLE`` (the gateway retries);
 6. sign the receipt with the EMT SIG key.
 
+:meth:`Receiver.receive_batch` does the same for the deliveries of one ``POST
+/deliveries/v1/batch``: each is checked on its own, those that pass are stored in one
+transaction, and one signed batch receipt lists every delivery in order.
+
 Every refusal is logged (logger ``imsys.emt.receiver``) with its precise reason and recorded in
 the storage's rejection table; the HTTP edge shows the peer only
 :func:`imsys.wire.delivery.peer_response`.
@@ -48,16 +52,25 @@ from imsys.wire.ar2418 import DocumentRejected, parse_document
 from imsys.wire.delivery import (
     DEFAULT_MAX_DELIVERY,
     CertificateValidator,
+    Delivery,
     DeliveryReason,
     DeliveryRejected,
-    OpenedDelivery,
     digest,
     open_delivery,
+    open_unsigned_delivery,
+    peer_response,
 )
-from imsys.wire.receipt import Receipt, ReceiptStatus, issue_receipt
+from imsys.wire.receipt import (
+    BatchItem,
+    Receipt,
+    ReceiptStatus,
+    issue_batch_receipt,
+    issue_receipt,
+)
 
 __all__ = [
     "Accepted",
+    "BatchAccepted",
     "DeliveryStore",
     "EmtIdentity",
     "Receiver",
@@ -73,6 +86,9 @@ class DeliveryStore(Protocol):
 
     def store(self, row: DeliveryRow, readings: Sequence[ReadingRow]
               ) -> tuple[StoreResult, KnownDelivery]: ...
+
+    def store_many(self, items: Sequence[tuple[DeliveryRow, Sequence[ReadingRow]]]
+                   ) -> Sequence[tuple[StoreResult, KnownDelivery] | BaseException]: ...
 
     def find_by_digest(self, digest: bytes) -> KnownDelivery | None: ...
 
@@ -109,6 +125,10 @@ class ReceiverPolicy:
     #: how long a validated signer path is reused (per validator, i.e. per CRL snapshot);
     #: 0 validates every delivery from scratch
     path_cache_seconds: float = 30.0
+    #: relays (TLS peer ids) whose forwarded deliveries are accepted (seed 003 step 3.3.4):
+    #: from them the TLS peer need not be the signer, and a pseudonymised delivery whose
+    #: signature the relay removed is accepted on the relay's word
+    trusted_relays: frozenset[str] = frozenset()
 
 
 class _PathCache:
@@ -176,6 +196,29 @@ class Accepted:
     readings: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BatchAccepted:
+    """The signed batch receipt of one batch request and its items, in request order."""
+
+    receipt: bytes
+    items: tuple[BatchItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A delivery that passed steps 1–4 and is ready to be stored."""
+
+    row: DeliveryRow
+    readings: list[ReadingRow]
+
+
+def _storage_failure(exc: BaseException) -> DeliveryRejected:
+    """A database adapter's error as the retryable refusal the peer sees."""
+    log.error("storage failed: %s", exc)
+    return DeliveryRejected(DeliveryReason.STORAGE_UNAVAILABLE,
+                            f"storage failed: {type(exc).__name__}")
+
+
 @dataclass
 class Receiver:
     """The receiving core; thread-safe if the store and validator source are."""
@@ -204,60 +247,156 @@ class Receiver:
             raise
 
     def _receive(self, sealed: bytes, received_digest: bytes, tls_peer: str | None) -> Accepted:
+        prepared = self._prepare(sealed, received_digest, tls_peer, self.clock.now())
+        if isinstance(prepared, KnownDelivery):
+            return self._accept(ReceiptStatus.DUPLICATE, prepared)
+        result, stored = self._guard_storage(
+            lambda: self.store.store(prepared.row, prepared.readings))
+        status = self._status(result, prepared)
+        return self._accept(status, stored, len(prepared.readings))
+
+    def receive_batch(self, sealed: Sequence[bytes], *,
+                      tls_peer: str | None = None) -> BatchAccepted:
+        """Process the deliveries of one batch request: each is checked exactly as by
+        :meth:`receive`, all that pass are stored in one transaction, and one batch receipt
+        (one signature) lists every delivery in order – acknowledged, or refused with its
+        opaque peer code. Refusals are logged and recorded one by one."""
         now = self.clock.now()
+        digests = [digest(body) for body in sealed]
+        outcomes: list[_Prepared | KnownDelivery | DeliveryRejected] = []
+        for body, received_digest in zip(sealed, digests, strict=True):
+            try:
+                outcomes.append(self._prepare(body, received_digest, tls_peer, now))
+            except DeliveryRejected as exc:
+                self._reject(exc, received_digest, tls_peer)
+                outcomes.append(exc)
+        to_store = [o for o in outcomes if isinstance(o, _Prepared)]
+        try:
+            results: list[tuple[StoreResult, KnownDelivery] | BaseException] = (
+                list(self.store.store_many([(o.row, o.readings) for o in to_store]))
+                if to_store else [])
+        except Exception as exc:  # the database adapter's errors: the whole batch retries
+            results = [exc] * len(to_store)
+        stored = dict(zip(map(id, to_store), results, strict=True))
+        items: list[BatchItem] = []
+        counts = {ReceiptStatus.STORED: 0, ReceiptStatus.DUPLICATE: 0, "refused": 0}
+        for outcome, received_digest in zip(outcomes, digests, strict=True):
+            try:
+                if isinstance(outcome, DeliveryRejected):
+                    raise outcome
+                if isinstance(outcome, KnownDelivery):
+                    status, known = ReceiptStatus.DUPLICATE, outcome
+                else:
+                    result = stored[id(outcome)]
+                    if isinstance(result, DeliveryRejected):
+                        raise result
+                    if isinstance(result, BaseException):
+                        raise _storage_failure(result) from result
+                    status = self._status(result[0], outcome)
+                    known = result[1]
+            except DeliveryRejected as exc:
+                if outcome is not exc:  # found at store time: log and record it now
+                    self._reject(exc, received_digest, tls_peer)
+                items.append(BatchItem(received_digest, refused=peer_response(exc.reason)[1]))
+                counts["refused"] += 1
+                continue
+            counts[status] += 1
+            items.append(BatchItem(received_digest, self._receipt(status, known)))
+        signed = issue_batch_receipt(self.identity.emt_id, items, self.identity.sig_key,
+                                     self.identity.sig_certificate, signing_time=now)
+        log.info("batch of %d from %s: %d stored, %d duplicate, %d refused", len(sealed),
+                 tls_peer, counts[ReceiptStatus.STORED], counts[ReceiptStatus.DUPLICATE],
+                 counts["refused"])
+        return BatchAccepted(signed, tuple(items))
+
+    def _prepare(self, sealed: bytes, received_digest: bytes, tls_peer: str | None,
+                 now: datetime) -> _Prepared | KnownDelivery:
+        """Steps 1–4: what to store, or the stored delivery these bytes repeat."""
         if len(sealed) > self.policy.max_size:
             raise DeliveryRejected(DeliveryReason.TOO_LARGE, "delivery too large",
                                    size=len(sealed))
-        opened = open_delivery(sealed, self.identity.enc_key, self.identity.enc_certificate,
-                               self._validators(), max_size=self.policy.max_size)
-        duplicate = self._check_policy(opened, tls_peer, now)
+        try:
+            opened = open_delivery(sealed, self.identity.enc_key, self.identity.enc_certificate,
+                                   self._validators(), max_size=self.policy.max_size)
+        except DeliveryRejected as exc:
+            if exc.context.get("cms") != "wrong-content-type":
+                raise
+            return self._prepare_unsigned(sealed, received_digest, tls_peer, now)
+        duplicate = self._check_policy(opened.delivery, opened.signing_time, opened.digest,
+                                       tls_peer, now)
         if duplicate is not None:
-            return self._accept(ReceiptStatus.DUPLICATE, duplicate)
-        readings = self._readings(opened)
+            return duplicate
+        readings = self._readings(opened.delivery)
         delivery = opened.delivery
         row = DeliveryRow(str(delivery.delivery_id), received_digest, delivery.gateway_id,
                           delivery.meter, delivery.pseudonymised, delivery.billing_relevant,
                           delivery.profile_id, delivery.content_type, delivery.created,
                           opened.signing_time, now, delivery.document, sealed)
-        result, stored = self._guard_storage(lambda: self.store.store(row, readings))
+        return _Prepared(row, readings)
+
+    def _prepare_unsigned(self, sealed: bytes, received_digest: bytes, tls_peer: str | None,
+                          now: datetime) -> _Prepared | KnownDelivery:
+        """A relayed delivery whose gateway signature the relay removed (encrypted, not signed):
+        only from a trusted relay, only pseudonymised; the window applies to its ``created``."""
+        if tls_peer is None or tls_peer not in self.policy.trusted_relays:
+            raise DeliveryRejected(DeliveryReason.UNSIGNED,
+                                   "unsigned delivery from a peer that is not a trusted relay",
+                                   tls_peer=tls_peer)
+        delivery = open_unsigned_delivery(sealed, self.identity.enc_key,
+                                          self.identity.enc_certificate,
+                                          max_size=self.policy.max_size)
+        duplicate = self._check_policy(delivery, delivery.created, received_digest, tls_peer, now)
+        if duplicate is not None:
+            return duplicate
+        row = DeliveryRow(str(delivery.delivery_id), received_digest, delivery.gateway_id,
+                          delivery.meter, delivery.pseudonymised, delivery.billing_relevant,
+                          delivery.profile_id, delivery.content_type, delivery.created,
+                          delivery.created, now, delivery.document, sealed)
+        return _Prepared(row, self._readings(delivery))
+
+    @staticmethod
+    def _status(result: StoreResult, prepared: _Prepared) -> ReceiptStatus:
+        row = prepared.row
         if result is StoreResult.CONFLICT:
             raise DeliveryRejected(DeliveryReason.REPLAY, "delivery id known with other content",
-                                   gateway=delivery.gateway_id,
-                                   delivery=str(delivery.delivery_id))
+                                   gateway=row.gateway_id, delivery=row.delivery_id)
         status = ReceiptStatus.STORED if result is StoreResult.STORED else ReceiptStatus.DUPLICATE
-        log.info("delivery %s from %s: %s (%d readings)", delivery.delivery_id,
-                 delivery.gateway_id, status.value, len(readings))
-        return self._accept(status, stored, len(readings))
+        log.info("delivery %s from %s: %s (%d readings)", row.delivery_id, row.gateway_id,
+                 status.value, len(prepared.readings))
+        return status
+
+    def _receipt(self, status: ReceiptStatus, stored: KnownDelivery) -> Receipt:
+        return Receipt(uuid.UUID(stored.delivery_id), stored.digest, stored.received_at, status,
+                       self.identity.emt_id)
 
     def _accept(self, status: ReceiptStatus, stored: KnownDelivery, count: int = 0) -> Accepted:
-        receipt = Receipt(uuid.UUID(stored.delivery_id), stored.digest, stored.received_at, status,
-                          self.identity.emt_id)
-        signed = issue_receipt(receipt, self.identity.sig_key, self.identity.sig_certificate)
+        signed = issue_receipt(self._receipt(status, stored), self.identity.sig_key,
+                               self.identity.sig_certificate)
         return Accepted(signed, status, stored.delivery_id, stored.gateway_id, count)
 
-    def _check_policy(self, opened: OpenedDelivery, tls_peer: str | None,
-                      now: datetime) -> KnownDelivery | None:
+    def _check_policy(self, delivery: Delivery, signed_at: datetime, received_digest: bytes,
+                      tls_peer: str | None, now: datetime) -> KnownDelivery | None:
         """Refuse what the policy forbids; a repetition of a delivery stored long ago (outside
         the signing-time window) is a duplicate, returned for a new receipt."""
-        gateway = opened.delivery.gateway_id
+        gateway = delivery.gateway_id
         served = self.policy.served_gateways
         if served is not None and gateway not in served:
             raise DeliveryRejected(DeliveryReason.UNKNOWN_GATEWAY, "gateway not served here",
                                    gateway=gateway)
-        if self.policy.require_tls_peer_match and tls_peer is not None and tls_peer != gateway:
+        relayed = tls_peer is not None and tls_peer in self.policy.trusted_relays
+        if (self.policy.require_tls_peer_match and tls_peer is not None and tls_peer != gateway
+                and not relayed):
             raise DeliveryRejected(DeliveryReason.TLS_PEER_MISMATCH, "TLS peer is not the signer",
                                    gateway=gateway, tls_peer=tls_peer)
-        signed_at = opened.signing_time
         if now - self.policy.max_age <= signed_at <= now + self.policy.max_future:
             return None
-        known = self._guard_storage(lambda: self.store.find_by_digest(opened.digest))
+        known = self._guard_storage(lambda: self.store.find_by_digest(received_digest))
         if known is not None and known.gateway_id == gateway:
             return known
         raise DeliveryRejected(DeliveryReason.OUTSIDE_WINDOW, "signing time outside window",
                                gateway=gateway, signing_time=signed_at.isoformat())
 
-    def _readings(self, opened: OpenedDelivery) -> list[ReadingRow]:
-        delivery = opened.delivery
+    def _readings(self, delivery: Delivery) -> list[ReadingRow]:
         if delivery.content_type != AR2418_CONTENT_TYPE:
             if self.policy.require_ar2418:
                 raise DeliveryRejected(DeliveryReason.INCONSISTENT_DOCUMENT,
@@ -285,9 +424,7 @@ class Receiver:
         except DeliveryRejected:
             raise
         except Exception as exc:  # the database adapter's errors: retry later
-            log.error("storage failed: %s", exc)
-            raise DeliveryRejected(DeliveryReason.STORAGE_UNAVAILABLE,
-                                   f"storage failed: {type(exc).__name__}") from exc
+            raise _storage_failure(exc) from exc
 
     def _reject(self, exc: DeliveryRejected, received_digest: bytes,
                 tls_peer: str | None) -> None:

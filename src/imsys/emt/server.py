@@ -12,7 +12,13 @@ The edge moves bytes and maps results to status codes; everything else is
   coding: 411/501), ``Expect: 100-continue`` answered, persistent connections (keep-alive)
   with an idle timeout, ``Connection: close`` honoured. Routes: ``POST /deliveries/v1``
   (``Content-Type: application/cms``) → 200 with the signed receipt (``application/cms``) or
-  an opaque 4xx/503 code (:func:`imsys.wire.delivery.peer_response`); ``GET /health`` → 200.
+  an opaque 4xx/503 code (:func:`imsys.wire.delivery.peer_response`); ``POST
+  /deliveries/v1/batch`` (``application/vnd.imsys.delivery-batch+der``) → 200 with one signed
+  batch receipt; in relay mode ``POST /relay/v1`` → the relay's receipt; ``GET /health`` → 200.
+* Relay (seed 003 step 3.3): with ``forward_to`` the server takes relay envelopes
+  (:mod:`imsys.emt.relay`) and a :class:`Forwarder` thread in the supervisor sends the outbox
+  to the final recipients; with ``trusted_relays`` it accepts ``emt-tls`` clients with those
+  ids and what they forward.
 * Processes: :class:`EmtServer` reserves the port (bound, not listening, ``SO_REUSEPORT``) and
   spawns ``workers`` processes; each binds the same port with ``SO_REUSEPORT`` and listens, so
   the kernel spreads connections over them. Each worker runs one asyncio loop and a small thread
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import multiprocessing
 import os
@@ -42,28 +49,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 
 from imsys.core.clock import SystemClock
-from imsys.core.errors import Rejected, TlsRejected, UsageError
+from imsys.core.errors import Reason, Rejected, TlsRejected, UsageError
 from imsys.crypto.primitives import SoftwareKey
-from imsys.crypto.tls import Interface, TlsIdentity, check_peer, server_context
+from imsys.crypto.tls import Interface, TlsIdentity, check_peer, client_context, server_context
 from imsys.emt.receiver import EmtIdentity, Receiver, ReceiverPolicy
+from imsys.emt.relay import ForwardResult, Relay, RelayPolicy, forward
 from imsys.emt.storage import EmtStorage
 from imsys.pki import PkiDirectory, load_certificate, pem
 from imsys.pki.validation import PathValidator
 from imsys.wire.delivery import (
+    BATCH_MEDIA_TYPE,
+    BATCH_PATH,
     DEFAULT_MAX_DELIVERY,
     HTTP_PATH,
     MEDIA_TYPE,
+    RELAY_PATH,
     DeliveryRejected,
+    decode_batch,
     peer_response,
 )
+from imsys.wire.receipt import ReceiptRejected
 
 __all__ = [
     "EmtServer",
+    "ForwardTarget",
+    "Forwarder",
     "KeyMaterial",
     "ServerConfig",
     "load_identity",
@@ -74,6 +89,17 @@ __all__ = [
 log = logging.getLogger("imsys.emt.server")
 
 _PURPOSES = ("tls", "sig", "enc")
+
+
+@dataclass(frozen=True)
+class ForwardTarget:
+    """A final recipient a relay forwards to: its id, address and SIG certificate (PEM file)
+    that must sign its batch receipts."""
+
+    emt_id: str
+    host: str
+    port: int
+    sig_certificate: Path
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,12 @@ class ServerConfig:
     threads: int = 8
     max_age: timedelta = timedelta(days=45)
     backlog: int = 2048
+    #: relays (``emt-tls`` identifiers) whose forwarded deliveries this EMT accepts
+    trusted_relays: tuple[str, ...] = ()
+    #: relay mode (seed 003 step 3.3): take ``POST /relay/v1`` for these final recipients and
+    #: forward to them (:class:`ForwardTarget`)
+    forward_to: tuple[ForwardTarget, ...] = ()
+    forward_interval: float = 1.0
 
     @property
     def keys(self) -> Path:
@@ -283,7 +315,11 @@ class _Worker:
         served = None if config.served_gateways is None else frozenset(config.served_gateways)
         self.receiver = Receiver(identity, self.validators, self.storage, SystemClock(),
                                  ReceiverPolicy(served_gateways=served, max_age=config.max_age,
-                                                max_size=config.max_body))
+                                                max_size=config.max_body,
+                                                trusted_relays=frozenset(config.trusted_relays)))
+        self.relay = Relay(identity, self.validators, self.storage, SystemClock(), RelayPolicy(
+            frozenset(t.emt_id for t in config.forward_to), served, max_age=config.max_age,
+            max_size=config.max_body)) if config.forward_to else None
         self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="emt-receiver")
 
     async def run(self, ready: Callable[[], None]) -> None:
@@ -310,7 +346,7 @@ class _Worker:
         try:
             ssl_object = writer.get_extra_info("ssl_object")
             try:
-                peer = check_peer(ssl_object, self.validators(), profile="gateway-tls").identifier
+                peer = self._peer(ssl_object)
             except (TlsRejected, Rejected) as exc:
                 log.warning("TLS client refused (%s): %s", exc.reason.value, exc.message)
                 return
@@ -324,6 +360,17 @@ class _Worker:
             # at shutdown the loop cancels open connections: closing them is all that is left
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    def _peer(self, ssl_object: Any) -> str:
+        """The TLS client: a gateway, or (``emt-tls``) one of the trusted relays."""
+        if not self.config.trusted_relays:
+            return check_peer(ssl_object, self.validators(), profile="gateway-tls").identifier
+        path = check_peer(ssl_object, self.validators(), profile=("gateway-tls", "emt-tls"))
+        relay = path.profile is not None and path.profile.name == "emt-tls"
+        if relay and path.identifier not in self.config.trusted_relays:
+            raise TlsRejected(Reason.WRONG_ROLE, "EMT client that is not a trusted relay",
+                              peer=path.identifier)
+        return path.identifier
 
     async def _serve_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, peer: str) -> None:
@@ -347,11 +394,17 @@ class _Worker:
     async def _dispatch(self, request: _Request, peer: str) -> bytes:
         if request.target == "/health":
             return _response(200 if request.method == "GET" else 405, b"ok\n")
-        if request.target != HTTP_PATH:
+        if request.target == RELAY_PATH and self.relay is not None:
+            return await self._dispatch_relay(request, peer)
+        if request.target not in (HTTP_PATH, BATCH_PATH):
             return _response(404, b"not-found\n")
         if request.method != "POST":
             return _response(405, b"bad-request\n")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.target == BATCH_PATH:
+            if media != BATCH_MEDIA_TYPE:
+                return _response(415, b"bad-request\n")
+            return await self._dispatch_batch(request.body, peer)
         if media != MEDIA_TYPE:
             return _response(415, b"bad-request\n")
         loop = asyncio.get_running_loop()
@@ -363,6 +416,46 @@ class _Worker:
             return _response(status, code.value.encode() + b"\n")
         except Exception:  # a bug: log it, tell the peer to retry later
             log.exception("receiver failed")
+            return _response(500, b"unavailable\n")
+        return _response(200, accepted.receipt, MEDIA_TYPE)
+
+    async def _dispatch_relay(self, request: _Request, peer: str) -> bytes:
+        """``POST /relay/v1``: check, keep for forwarding, answer with the relay's receipt."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method != "POST":
+            return _response(405, b"bad-request\n")
+        if media != MEDIA_TYPE:
+            return _response(415, b"bad-request\n")
+        relay = self.relay
+        assert relay is not None
+        loop = asyncio.get_running_loop()
+        try:
+            accepted = await loop.run_in_executor(self.executor, lambda: relay.accept(
+                request.body, tls_peer=peer))
+        except DeliveryRejected as exc:
+            status, code = peer_response(exc.reason)
+            return _response(status, code.value.encode() + b"\n")
+        except Exception:  # a bug: log it, tell the peer to retry later
+            log.exception("relay failed")
+            return _response(500, b"unavailable\n")
+        return _response(200, accepted.receipt, MEDIA_TYPE)
+
+    async def _dispatch_batch(self, body: bytes, peer: str) -> bytes:
+        """``POST /deliveries/v1/batch``: one batch receipt for all deliveries (200), or a
+        refusal of the request as a whole (not a ``DeliveryBatch``: 400)."""
+        try:
+            sealed = decode_batch(body, max_size=self.config.max_body)
+        except DeliveryRejected as exc:
+            log.warning("batch refused (%s): %s; tls_peer=%s", exc.reason.value, exc.message,
+                        peer)
+            status, code = peer_response(exc.reason)
+            return _response(status, code.value.encode() + b"\n")
+        loop = asyncio.get_running_loop()
+        try:
+            accepted = await loop.run_in_executor(
+                self.executor, lambda: self.receiver.receive_batch(sealed, tls_peer=peer))
+        except Exception:  # a bug: log it, tell the peer to retry later
+            log.exception("receiver failed on a batch")
             return _response(500, b"unavailable\n")
         return _response(200, accepted.receipt, MEDIA_TYPE)
 
@@ -386,6 +479,86 @@ def _worker_main(config: ServerConfig, index: int, reports: Any) -> None:
         reports.put(("error", index, f"{type(exc).__name__}: {exc}"))
 
 
+# --------------------------------------------------------------------------- relay forwarding
+
+
+class Forwarder:
+    """Relay mode: one thread in the supervisor that forwards the outbox to each final
+    recipient every ``forward_interval`` seconds – over mutually authenticated TLS with the
+    relay's own TLS identity (the final recipient lists it in ``trusted_relays``), the server
+    validated as ``emt-tls`` with the final recipient's id, ``POST /deliveries/v1/batch``, the
+    batch receipt verified against the final recipient's SIG certificate."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        material = load_identity(config.keys)
+        self.pki = PkiDirectory.open(config.pki_dir)
+        validator = self.pki.validator()
+        tls_key, tls_cert = material.tls
+        chain = [c for c in validator.intermediates if c.subject == tls_cert.issuer]
+        self.context = client_context(Interface.WAN, TlsIdentity((tls_cert, *chain), tls_key),
+                                      [self.pki.root.certificate],
+                                      intermediates=validator.intermediates)
+        self.storage = EmtStorage(config.db_url, create=False)
+        self.targets = [(t, load_certificate(t.sig_certificate.read_bytes()))
+                        for t in config.forward_to]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def forward_once(self) -> list[ForwardResult]:
+        """Forward everything waiting (batch after batch) to every final recipient; a failure
+        towards one is logged and retried at the next turn."""
+        results = []
+        for target, sig_certificate in self.targets:
+            try:
+                while True:
+                    result = forward(self.storage, target.emt_id,
+                                     lambda body, t=target: self._post(t, body),
+                                     sig_certificate, validator=self.pki.validator())
+                    results.append(result)
+                    if result.acknowledged + result.refused == 0:
+                        break
+            except (OSError, ssl.SSLError, TlsRejected, ReceiptRejected) as exc:
+                log.warning("forwarding to %s failed: %s", target.emt_id, exc)
+        return results
+
+    def _post(self, target: ForwardTarget, body: bytes) -> bytes:
+        connection = http.client.HTTPSConnection(target.host, target.port, context=self.context,
+                                                 timeout=60)
+        try:
+            connection.connect()
+            server = check_peer(cast(ssl.SSLSocket, connection.sock), self.pki.validator(),
+                                profile="emt-tls")
+            if server.identifier != target.emt_id:
+                raise TlsRejected(Reason.WRONG_ROLE, "the server is another EMT",
+                                  expected=target.emt_id, got=server.identifier)
+            connection.request("POST", BATCH_PATH, body, {"Content-Type": BATCH_MEDIA_TYPE})
+            response = connection.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise ConnectionError(f"{target.emt_id} answered {response.status}: "
+                                      f"{data[:40]!r}")
+            return data
+        finally:
+            connection.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.forward_interval):
+            self.forward_once()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="imsys-emt-forwarder",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        self.storage.dispose()
+
+
 # --------------------------------------------------------------------------- supervisor
 
 
@@ -399,6 +572,7 @@ class EmtServer:
         self.port = config.port
         self._reserve: socket.socket | None = None
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self.forwarder: Forwarder | None = None
 
     def start(self, timeout: float = 120.0) -> int:
         """Create the schema, spawn the workers, wait until all listen; returns the port."""
@@ -431,9 +605,15 @@ class EmtServer:
                 self.stop()
                 raise UsageError(f"EMT worker {index} failed: {message}")
             ready += 1
+        if config.forward_to:
+            self.forwarder = Forwarder(config)
+            self.forwarder.start()
         return self.port
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
         for process in self._processes:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)

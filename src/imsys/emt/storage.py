@@ -7,7 +7,10 @@ Tables (all times UTC):
   created / signing / received times, the document and the sealed bytes as evidence;
 * ``emt_readings`` – the values extracted from the document, unique on
   (gateway, meter, OBIS, timestamp), so a value is stored once however often it arrives;
-* ``emt_rejections`` – refused deliveries: time, reason, the gateway as far as known, digest.
+* ``emt_rejections`` – refused deliveries: time, reason, the gateway as far as known, digest;
+* ``emt_relay_outbox`` – in relay mode (:mod:`imsys.emt.relay`): what waits to be forwarded,
+  still encrypted for its final recipient, unique on delivery id and digest; deleted once the
+  final recipient acknowledged it.
 
 Idempotency under concurrency: :meth:`EmtStorage.store` runs in one transaction an
 ``INSERT … ON CONFLICT DO NOTHING`` of the delivery; if nothing was inserted, the stored row
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -50,8 +54,11 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from imsys.core.errors import UsageError
@@ -121,6 +128,19 @@ REJECTIONS = Table(
     Column("detail", String(300), nullable=False),
 )
 
+RELAY_OUTBOX = Table(
+    "emt_relay_outbox", METADATA,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False, unique=True),
+    Column("digest", LargeBinary(32), nullable=False, unique=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("final_recipient", String(64), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("refused", String(40), nullable=True),
+    Index("emt_relay_outbox_recipient", "final_recipient", "refused", "id"),
+)
+
 
 class StoreResult(StrEnum):
     STORED = "stored"
@@ -181,12 +201,6 @@ class _Pending:
     result: tuple[StoreResult, KnownDelivery] | None = None
     error: BaseException | None = None
 
-    def outcome(self) -> tuple[StoreResult, KnownDelivery]:
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
 
 def normalise_url(url: str) -> str:
     """``postgresql://`` → ``postgresql+psycopg://``; a bare path → ``sqlite:///path``."""
@@ -202,6 +216,13 @@ def _naive_utc(when: datetime) -> datetime:
     if when.tzinfo is None:
         raise UsageError("storage takes timezone-aware times")
     return when.astimezone(UTC).replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sqlite_time(when: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text (so Core reads the values back), UTC. Cached: the
+    values of one day share their 96 quarter-hour timestamps across all meters."""
+    return _naive_utc(when).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _aware(when: datetime) -> datetime:
@@ -243,9 +264,7 @@ class EmtStorage:
         return int(value) if self.dialect == "sqlite" else value
 
     def _time_param(self, when: datetime) -> datetime | str:
-        naive = _naive_utc(when)
-        # SQLAlchemy's SQLite DATETIME text format, so Core reads these values back
-        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.dialect == "sqlite" else naive
+        return _sqlite_time(when) if self.dialect == "sqlite" else _naive_utc(when)
 
     def create_schema(self) -> None:
         METADATA.create_all(self.engine)
@@ -260,17 +279,30 @@ class EmtStorage:
         """Store a delivery and its readings durably, at most once.
 
         Returns the result and the stored delivery (for a duplicate: the first arrival).
+        """
+        outcome = self.store_many([(row, readings)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def store_many(self, items: Sequence[tuple[DeliveryRow, Sequence[ReadingRow]]]
+                   ) -> list[tuple[StoreResult, KnownDelivery] | BaseException]:
+        """Store several deliveries durably, each at most once; one outcome per item, in order
+        (a result, or the exception that item failed with).
+
         Calls from several threads are group-committed: whoever finds no write in progress
         writes everything queued meanwhile in one transaction (one fsync); the others wait for
-        that commit. If a batch fails, its deliveries are retried one by one, so one bad
-        delivery cannot fail another.
+        that commit. If a transaction fails, its deliveries are retried one by one, so one bad
+        delivery cannot fail another. For :meth:`store` the exception is raised.
         """
-        item = _Pending(row, list(readings))
+        pending = [_Pending(row, list(readings)) for row, readings in items]
+        if not pending:
+            return []
         with self._cond:
-            self._queue.append(item)
-            while not item.done and self._writing:
+            self._queue.extend(pending)
+            while not pending[-1].done and self._writing:
                 self._cond.wait()
-            if not item.done:
+            if not pending[-1].done:
                 self._writing = True
                 batch, self._queue = self._queue, []
             else:
@@ -282,7 +314,14 @@ class EmtStorage:
                 with self._cond:
                     self._writing = False
                     self._cond.notify_all()
-        return item.outcome()
+        outcomes: list[tuple[StoreResult, KnownDelivery] | BaseException] = []
+        for item in pending:
+            if item.error is not None:
+                outcomes.append(item.error)
+            else:
+                assert item.result is not None
+                outcomes.append(item.result)
+        return outcomes
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -359,6 +398,63 @@ class EmtStorage:
                 at=_naive_utc(at), reason=reason[:40], gateway_id=(gateway_id or None),
                 digest=digest.hex(), detail=detail[:300]))
 
+    # ------------------------------------------------------------------ relay outbox
+
+    def relay_put(self, delivery_id: str, digest: bytes, gateway_id: str, final_recipient: str,
+                  received_at: datetime, content: bytes) -> tuple[StoreResult, KnownDelivery]:
+        """Keep a delivery to forward, durably and at most once (as :meth:`store`)."""
+        values = dict(delivery_id=delivery_id, digest=digest, gateway_id=gateway_id,
+                      final_recipient=final_recipient, received_at=_naive_utc(received_at),
+                      content=content)
+        insert = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
+        statement = insert(RELAY_OUTBOX).values(**values).on_conflict_do_nothing().returning(
+            RELAY_OUTBOX.c.id)
+        with self._writer_turn(), self.engine.begin() as conn:
+            if conn.execute(statement).first() is not None:  # rowcount is not reliable here
+                return StoreResult.STORED, KnownDelivery(delivery_id, digest, gateway_id,
+                                                         _aware(received_at))
+            columns = (RELAY_OUTBOX.c.delivery_id, RELAY_OUTBOX.c.digest,
+                       RELAY_OUTBOX.c.gateway_id, RELAY_OUTBOX.c.received_at)
+            found = conn.execute(select(*columns).where(
+                (RELAY_OUTBOX.c.delivery_id == delivery_id) | (RELAY_OUTBOX.c.digest == digest)
+            )).first()
+        if found is None:  # pragma: no cover - a conflict always leaves a row
+            raise UsageError("insert refused but no conflicting row found")
+        known = KnownDelivery(found[0], bytes(found[1]), found[2], _aware(found[3]))
+        same = known.digest == digest and known.delivery_id == delivery_id
+        return (StoreResult.DUPLICATE if same else StoreResult.CONFLICT), known
+
+    def relay_pending(self, final_recipient: str, limit: int = 64) -> list[tuple[int, bytes]]:
+        """(outbox id, content) of what waits for ``final_recipient``, oldest first; items the
+        final recipient refused for good are not offered again."""
+        with self._read() as conn:
+            return [(int(r[0]), bytes(r[1])) for r in conn.execute(
+                select(RELAY_OUTBOX.c.id, RELAY_OUTBOX.c.content).where(
+                    RELAY_OUTBOX.c.final_recipient == final_recipient,
+                    RELAY_OUTBOX.c.refused.is_(None)).order_by(RELAY_OUTBOX.c.id).limit(limit))]
+
+    def relay_done(self, forwarded: Sequence[int], refused: Sequence[tuple[int, str]] = ()
+                   ) -> None:
+        """Delete what the final recipient acknowledged (seed 003 l. 738: the relay deletes
+        the data after successful transmission); mark what it refused for good."""
+        with self._writer_turn(), self.engine.begin() as conn:
+            if forwarded:
+                conn.execute(RELAY_OUTBOX.delete().where(RELAY_OUTBOX.c.id.in_(forwarded)))
+            for outbox_id, code in refused:
+                conn.execute(RELAY_OUTBOX.update().where(RELAY_OUTBOX.c.id == outbox_id)
+                             .values(refused=code[:40]))
+
+    def relay_counts(self) -> dict[str, int]:
+        """Waiting and refused items in the relay outbox (none in a database from before the
+        outbox existed)."""
+        if not inspect(self.engine).has_table(RELAY_OUTBOX.name):
+            return {"waiting": 0, "refused": 0}
+        with self._read() as conn:
+            waiting = conn.execute(select(func.count()).select_from(RELAY_OUTBOX).where(
+                RELAY_OUTBOX.c.refused.is_(None))).scalar_one()
+            total = conn.execute(select(func.count()).select_from(RELAY_OUTBOX)).scalar_one()
+        return {"waiting": int(waiting), "refused": int(total) - int(waiting)}
+
     # ------------------------------------------------------------------ reads
 
     def _read(self) -> Connection:
@@ -404,6 +500,17 @@ class EmtStorage:
                                 READINGS.c.timestamp < start + timedelta(days=1))
         query = query.order_by(READINGS.c.gateway_id, READINGS.c.meter, READINGS.c.obis,
                                READINGS.c.timestamp).limit(limit)
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def series(self, *, meter: str, obis: str, start: datetime, end: datetime
+               ) -> list[dict[str, Any]]:
+        """The stored values of one register with ``start ≤ timestamp ≤ end`` (aware times),
+        in time order, whichever gateway delivered them."""
+        query = select(READINGS).where(
+            READINGS.c.meter == meter, READINGS.c.obis == obis,
+            READINGS.c.timestamp >= _naive_utc(start), READINGS.c.timestamp <= _naive_utc(end),
+        ).order_by(READINGS.c.timestamp, READINGS.c.id)
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

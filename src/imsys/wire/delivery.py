@@ -52,19 +52,29 @@ from imsys.wire.ar2418 import CONTENT_TYPE as AR2418_CONTENT_TYPE
 from imsys.wire.ar2418 import UsagePointDocument, parse_document
 
 __all__ = [
+    "BATCH_MEDIA_TYPE",
+    "BATCH_PATH",
     "DEFAULT_MAX_DELIVERY",
     "HTTP_PATH",
+    "MAX_BATCH_ITEMS",
     "MEDIA_TYPE",
     "PROFILE_VERSION",
+    "RELAY_PATH",
     "CertificateValidator",
     "Delivery",
     "DeliveryReason",
     "DeliveryRejected",
     "OpenedDelivery",
     "PeerCode",
+    "RelayedDelivery",
+    "decode_batch",
+    "encode_batch",
     "open_delivery",
+    "open_relayed",
+    "open_unsigned_delivery",
     "peer_response",
     "seal_delivery",
+    "seal_for_relay",
 ]
 
 PROFILE_VERSION = 1
@@ -94,6 +104,8 @@ class DeliveryReason(StrEnum):
     OUTSIDE_WINDOW = "outside-window"  # signing time too old or in the future
     REPLAY = "replay"  # a known delivery id with other content
     STORAGE_UNAVAILABLE = "storage-unavailable"  # the EMT could not store it; retry later
+    UNSIGNED = "unsigned"  # no gateway signature: not from a trusted relay, or not pseudonymised
+    UNKNOWN_RECIPIENT = "unknown-recipient"  # a relay does not forward to this final recipient
 
 
 class DeliveryRejected(Rejected):
@@ -314,3 +326,179 @@ def open_delivery(data: bytes, emt_enc_key: KeyHandle, emt_enc_cert: x509.Certif
         raise DeliveryRejected(DeliveryReason.MALFORMED, "no signing time",
                                gateway=delivery.gateway_id)
     return OpenedDelivery(delivery, path, opened.signing_time, received_digest, len(data))
+
+
+# --------------------------------------------------------------------------- batches
+
+#: Several sealed deliveries in one request (relays, bulk senders); answered by one batch
+#: receipt (:func:`imsys.wire.receipt.issue_batch_receipt`).
+BATCH_PATH = "/deliveries/v1/batch"
+BATCH_MEDIA_TYPE = "application/vnd.imsys.delivery-batch+der"
+#: At most this many deliveries per batch request.
+MAX_BATCH_ITEMS = 256
+
+
+class _Batch(core.SequenceOf):
+    _child_spec = core.OctetString
+
+
+def encode_batch(sealed: Sequence[bytes]) -> bytes:
+    """``DeliveryBatch ::= SEQUENCE SIZE (1..256) OF OCTET STRING`` (each a sealed delivery,
+    unchanged), DER."""
+    if not 1 <= len(sealed) <= MAX_BATCH_ITEMS:
+        raise UsageError(f"a batch holds 1 to {MAX_BATCH_ITEMS} deliveries")
+    return _Batch([core.OctetString(item) for item in sealed]).dump()
+
+
+def decode_batch(data: bytes, *, max_items: int = MAX_BATCH_ITEMS,
+                 max_size: int = DEFAULT_MAX_DELIVERY) -> list[bytes]:
+    """The sealed deliveries of a ``DeliveryBatch``; not DER, empty, more than ``max_items``
+    or longer than ``max_size`` in all is ``MALFORMED`` / ``TOO_LARGE``."""
+    if len(data) > max_size:
+        raise DeliveryRejected(DeliveryReason.TOO_LARGE, f"batch longer than {max_size}",
+                               size=len(data))
+    try:
+        parsed = _Batch.load(data, strict=True)
+        items = [bytes(item.native) for item in parsed]
+        if parsed.dump(force=True) != data:
+            raise ValueError("not DER")
+    except (ValueError, TypeError) as exc:
+        raise DeliveryRejected(DeliveryReason.MALFORMED, f"not a DeliveryBatch: {exc}"
+                               ) from None
+    if not 1 <= len(items) <= max_items:
+        raise DeliveryRejected(DeliveryReason.MALFORMED,
+                               f"a batch holds 1 to {max_items} deliveries", items=len(items))
+    return items
+
+
+# --------------------------------------------------------------------------- relay
+
+#: Where a relay (a TLS endpoint operator that is not the final recipient, seed 003 step 3.3)
+#: takes deliveries: ``POST /relay/v1``, ``Content-Type: application/cms``.
+RELAY_PATH = "/relay/v1"
+
+
+class _ImsysRelay(core.Sequence):
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("version", core.Integer),
+        ("delivery_id", core.OctetString),
+        ("gateway_id", core.UTF8String),
+        ("final_recipient", core.UTF8String),
+        ("remove_signature", core.Boolean),
+        ("content", core.OctetString),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedDelivery:
+    """What a relay learns from a delivery for another recipient: enough to check the gateway's
+    signature and forward ``content`` (still encrypted for the final recipient) unchanged."""
+
+    delivery_id: uuid.UUID
+    gateway_id: str
+    final_recipient: str
+    remove_signature: bool
+    content: bytes  # forwarded as is: a sealed delivery, or (signature removed) encrypted only
+    signer: ValidatedPath
+    signing_time: datetime
+    digest: bytes  # SHA-256 of the bytes the relay received
+
+
+def seal_for_relay(delivery: Delivery, signer: KeyHandle, signer_certificate: x509.Certificate,
+                   final_recipient: x509.Certificate, final_recipient_id: str, *,
+                   remove_signature: bool = False) -> bytes:
+    """A delivery for ``final_recipient`` sent through a relay (seed 003 steps 3.3.1–3.3.2)::
+
+        SignedData_gateway(ImsysRelay {                 -- checked, then dropped, by the relay
+            version 1, deliveryId, gatewayId, finalRecipient, removeSignature,
+            content })                                  -- forwarded unchanged
+
+    ``content`` is the sealed delivery for the final recipient; with ``remove_signature``
+    (pseudonymised data, seed 003 step 3.3.3: "removal of the signature serves
+    pseudonymisation") it is ``AuthEnvelopedData(ImsysDelivery)`` without the gateway's
+    signature, so the final recipient cannot tell which gateway sent it – it relies on the
+    relay's check instead.
+    """
+    _check_id(final_recipient_id, "final recipient id")
+    if remove_signature:
+        if not delivery.pseudonymised:
+            raise UsageError("the signature is removed only for pseudonymised data")
+        content = cms.encrypt(delivery.encode(), [final_recipient])
+    else:
+        content = seal_delivery(delivery, signer, signer_certificate, final_recipient)
+    relay = _ImsysRelay({"version": PROFILE_VERSION, "delivery_id": delivery.delivery_id.bytes,
+                         "gateway_id": delivery.gateway_id,
+                         "final_recipient": final_recipient_id,
+                         "remove_signature": remove_signature, "content": content}).dump()
+    return cms.sign(relay, signer, signer_certificate, signing_time=delivery.created)
+
+
+def open_relayed(data: bytes, validator: PathValidator | CertificateValidator, *,
+                 max_size: int = DEFAULT_MAX_DELIVERY) -> RelayedDelivery:
+    """The relay's check (seed 003 step 3.3.3): the gateway's signature, its SIG certificate as
+    ``gateway-sig`` with the CRL, signer = ``gatewayId``; the content stays encrypted."""
+    if len(data) > max_size:
+        raise DeliveryRejected(DeliveryReason.TOO_LARGE, f"delivery longer than {max_size}",
+                               size=len(data))
+    received_digest = digest(data)
+    try:
+        verified = cms.verify(data, max_size=max_size)
+    except (CmsRejected, KeyRejected) as exc:
+        reason = _CMS_REASON.get(exc.reason.value, DeliveryReason.MALFORMED)
+        raise DeliveryRejected(reason, f"relay envelope refused: {exc.message}",
+                               cms=exc.reason.value, digest=received_digest.hex()) from exc
+    try:
+        parsed = _ImsysRelay.load(verified.content, strict=True)
+        native = parsed.native
+        if parsed.dump(force=True) != verified.content:
+            raise ValueError("not DER")
+        if native["version"] != PROFILE_VERSION or len(native["delivery_id"]) != 16:
+            raise ValueError("unknown version or bad deliveryId")
+        gateway_id, final_recipient = native["gateway_id"], native["final_recipient"]
+        _check_id(gateway_id, "gateway id")
+        _check_id(final_recipient, "final recipient id")
+    except (ValueError, TypeError, KeyError, UsageError) as exc:
+        raise DeliveryRejected(DeliveryReason.MALFORMED, f"not an ImsysRelay: {exc}") from None
+    try:
+        path = validator.validate(verified.signer_certificate, profile="gateway-sig")
+    except CertificateRejected as exc:
+        reason = (DeliveryReason.REVOKED if exc.reason.value == "revoked"
+                  else DeliveryReason.UNTRUSTED_SIGNER)
+        raise DeliveryRejected(reason, f"signer certificate refused: {exc.message}",
+                               gateway=gateway_id, cause=exc.reason.value) from exc
+    if path.identifier != gateway_id:
+        raise DeliveryRejected(DeliveryReason.SIGNER_MISMATCH, "signed by another gateway",
+                               gateway=gateway_id, signer=path.identifier)
+    if verified.signing_time is None:
+        raise DeliveryRejected(DeliveryReason.MALFORMED, "no signing time", gateway=gateway_id)
+    return RelayedDelivery(uuid.UUID(bytes=native["delivery_id"]), gateway_id, final_recipient,
+                           bool(native["remove_signature"]), native["content"], path,
+                           verified.signing_time, received_digest)
+
+
+def open_unsigned_delivery(data: bytes, emt_enc_key: KeyHandle, emt_enc_cert: x509.Certificate,
+                           *, max_size: int = DEFAULT_MAX_DELIVERY) -> Delivery:
+    """The final recipient's side of a relayed delivery whose signature the relay removed:
+    decrypt, parse; it must be pseudonymised (``UNSIGNED`` otherwise). Whether to accept it at
+    all is the caller's decision (only from a relay it trusts)."""
+    if len(data) > max_size:
+        raise DeliveryRejected(DeliveryReason.TOO_LARGE, f"delivery longer than {max_size}",
+                               size=len(data))
+    try:
+        decrypted = cms.decrypt(data, emt_enc_key, emt_enc_cert, max_size=max_size)
+    except (CmsRejected, KeyRejected) as exc:
+        reason = _CMS_REASON.get(exc.reason.value, DeliveryReason.MALFORMED)
+        raise DeliveryRejected(reason, f"envelope refused: {exc.message}",
+                               cms=exc.reason.value) from exc
+    if decrypted.content_type != _ID_DATA:
+        raise DeliveryRejected(DeliveryReason.MALFORMED, "encrypted content is not id-data",
+                               content_type=decrypted.content_type)
+    delivery = Delivery.decode(decrypted.content)
+    if not delivery.pseudonymised:
+        raise DeliveryRejected(DeliveryReason.UNSIGNED,
+                               "an unsigned delivery must be pseudonymised",
+                               gateway=delivery.gateway_id)
+    return delivery
+
+
+_ID_DATA = "1.2.840.113549.1.7.1"

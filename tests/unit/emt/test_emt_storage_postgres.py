@@ -146,3 +146,47 @@ def test_concurrent_connections_store_a_delivery_once(url: str) -> None:
         assert storage.counts()["emt_readings"] == 8
     finally:
         storage.dispose()
+
+
+def test_store_many_in_one_transaction_on_postgres(url: str) -> None:
+    """A batch: a delivery twice, a conflicting one and another, in one transaction; the
+    series of values is also readable by register (what the export reads)."""
+    storage = EmtStorage(url)
+    try:
+        first, other = row(), row(b"\x04" * 32)
+        outcomes = storage.store_many([(first, values()), (first, values()),
+                                       (replace(first, digest=b"\x05" * 32), []),
+                                       (other, [])])
+        results = [o[0] if isinstance(o, tuple) else o for o in outcomes]
+        assert results == [StoreResult.STORED, StoreResult.DUPLICATE, StoreResult.CONFLICT,
+                           StoreResult.STORED]
+        assert storage.counts()["emt_deliveries"] == 2
+        series = storage.series(meter="1EMH0012345678", obis="1-0:1.8.0*255",
+                                start=NOW + timedelta(minutes=15), end=NOW + timedelta(hours=1))
+        assert [r["value"] for r in series] == [1001, 1002, 1003]
+    finally:
+        storage.dispose()
+
+
+def test_relay_outbox_on_postgres(url: str) -> None:
+    storage = EmtStorage(url)
+    try:
+        first = str(uuid.uuid4())
+        put = storage.relay_put(first, b"\x06" * 32, "EABC0012345678", "9900000000045", NOW,
+                                b"content")
+        assert put[0] is StoreResult.STORED
+        again = storage.relay_put(first, b"\x06" * 32, "EABC0012345678", "9900000000045", NOW,
+                                  b"content")
+        assert again[0] is StoreResult.DUPLICATE
+        other = storage.relay_put(first, b"\x07" * 32, "EABC0012345678", "9900000000045", NOW,
+                                  b"other")
+        assert other[0] is StoreResult.CONFLICT
+        storage.relay_put(str(uuid.uuid4()), b"\x08" * 32, "EABC0012345678", "9900000000045",
+                          NOW, b"second")
+        pending = storage.relay_pending("9900000000045")
+        assert [content for _, content in pending] == [b"content", b"second"]
+        storage.relay_done([pending[0][0]], [(pending[1][0], "refused")])
+        assert storage.relay_pending("9900000000045") == []
+        assert storage.relay_counts() == {"waiting": 0, "refused": 1}
+    finally:
+        storage.dispose()
