@@ -247,7 +247,7 @@ class DeviceGatewayProcess(GatewayProcess):
         assert url.hostname is not None and url.port is not None
         emt = EmtEndpoint(communication.emt_id, url.hostname, url.port, url.path or HTTP_PATH,
                           communication.enc_certificate, communication.sig_certificate)
-        usable = tuple(e for e in evaluations if e.recipients == (emt.emt_id,)
+        usable = tuple(e for e in evaluations if e.recipients == (emt.recipient_id,)
                        and e.meter_id in {m.meter_id for m in meters})
         for skipped in set(evaluations) - set(usable):
             device.logs.system.append(Level.WARNING, Outcome.FAILURE,

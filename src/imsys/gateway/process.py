@@ -63,7 +63,7 @@ from imsys.gateway.store import Database, Durability, ReadingStore, StateKey, St
 from imsys.gateway.taf import TOLERANCE, EvaluationProfile, Taf, evaluate
 from imsys.pki.validation import CrlSource, PathValidator
 from imsys.wire.ar2418 import document_from_readings, encode_document
-from imsys.wire.delivery import HTTP_PATH, MEDIA_TYPE, Delivery, seal_delivery
+from imsys.wire.delivery import HTTP_PATH, MEDIA_TYPE, Delivery, seal_delivery, seal_for_relay
 from imsys.wire.receipt import ReceiptRejected
 
 __all__ = [
@@ -165,6 +165,16 @@ class EmtEndpoint:
     path: str
     enc_certificate: x509.Certificate
     sig_certificate: x509.Certificate
+    #: sending through a relay (Durchleitung, seed 003 step 3.3): ``emt_id``/URL/SIG are the
+    #: relay's (the TLS endpoint, which signs the receipts); the content is encrypted for
+    #: this final recipient, whose id the evaluation profiles name
+    final_recipient_id: str | None = None
+    final_enc_certificate: x509.Certificate | None = None
+
+    @property
+    def recipient_id(self) -> str:
+        """Who the evaluation profiles name: the final recipient behind a relay, else the EMT."""
+        return self.final_recipient_id or self.emt_id
 
     @classmethod
     def from_dict(cls, doc: object, base: Path) -> EmtEndpoint:
@@ -182,8 +192,17 @@ class EmtEndpoint:
             if not isinstance(rel, str):
                 raise ConfigRejected(ConfigReason.MISSING, f"emt.{name} is a file path")
             certs[name] = _certificates(base / rel, f"emt.{name}")[0]
+        final = doc.get("final_recipient")
+        final_id, final_enc = None, None
+        if final is not None:
+            if not isinstance(final, Mapping) or not isinstance(final.get("id"), str) \
+                    or not isinstance(final.get("enc_certificate"), str):
+                raise _bad("emt.final_recipient is {id, enc_certificate}")
+            final_id = final["id"]
+            final_enc = _certificates(base / final["enc_certificate"],
+                                      "emt.final_recipient.enc_certificate")[0]
         return cls(emt_id, url.hostname, url.port, url.path or HTTP_PATH,
-                   certs["enc_certificate"], certs["sig_certificate"])
+                   certs["enc_certificate"], certs["sig_certificate"], final_id, final_enc)
 
 
 @dataclass(frozen=True)
@@ -260,9 +279,9 @@ class GatewayConfig:
             if e.meter_id not in known:
                 raise _bad(f"evaluation profile {e.profile_id} names an unknown meter",
                            profile=e.profile_id)
-            if e.recipients != (emt.emt_id,):
+            if e.recipients != (emt.recipient_id,):
                 raise _bad(f"evaluation profile {e.profile_id}: only the configured EMT "
-                           f"{emt.emt_id} can be a recipient (one EMT endpoint is wired)",
+                           f"{emt.recipient_id} can be a recipient (one EMT endpoint is wired)",
                            profile=e.profile_id)
         interval = doc.get("delivery_interval", 900)
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 60:
@@ -578,8 +597,16 @@ class GatewayProcess:
                                 billing_relevant=not pseudonymised, document=document,
                                 pseudonymised=pseudonymised)
         sig_chain = self._chain(self.sig_pair)
-        sealed = seal_delivery(delivery, self.sig_pair.key, sig_chain[0],
-                               config.emt.enc_certificate, extra_certificates=sig_chain[1:])
+        emt = config.emt
+        if emt.final_enc_certificate is not None and emt.final_recipient_id is not None:
+            # seed 003 steps 3.3.1/3.3.2: encrypted for the final recipient, sent to the relay;
+            # pseudonymised data lose the gateway's signature there (step 3.3.3)
+            sealed = seal_for_relay(delivery, self.sig_pair.key, sig_chain[0],
+                                    emt.final_enc_certificate, emt.final_recipient_id,
+                                    remove_signature=pseudonymised)
+        else:
+            sealed = seal_delivery(delivery, self.sig_pair.key, sig_chain[0],
+                                   emt.enc_certificate, extra_certificates=sig_chain[1:])
         newest = max(r.timestamp for r in readings)
         with self.core.db.transaction():  # the delivery and its mark, all or nothing
             self.queue.enqueue(delivery, sealed, emt_id=config.emt.emt_id,
