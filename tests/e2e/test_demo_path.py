@@ -167,3 +167,33 @@ def test_the_demo_summary_reads_back_what_happened(run: DemoRun) -> None:
     assert gateway.deliveries["acknowledged"] == summary.emt_counts["emt_deliveries"] > 0
     assert sum(v for k, v in gateway.deliveries.items() if k != "acknowledged") == 0
     assert summary.emt_counts["emt_rejections"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:pydifact")
+def test_msb_distributes_each_recipient_only_its_metering_points(run: DemoRun,
+                                                                 tmp_path: Path) -> None:
+    from pydifact.segmentcollection import Interchange
+
+    from imsys.core.localtime import local_day
+    from imsys.emt.export import export_day
+    from imsys.emt.storage import EmtStorage
+    from imsys.system.report import DSO, SUPPLIER, assignments
+
+    (home,) = run.households
+    storage = EmtStorage(run.emt_db, create=False)
+    try:  # the morning after the window's day: its register series
+        files = export_day(storage, assignments(run), local_day(run.end) + timedelta(days=1),
+                           sender_id="9900000000001", out_dir=tmp_path)
+    finally:
+        storage.dispose()
+    mscons = {f.recipient_id: f.path for f in files if f.format == "mscons"}
+    points = {}
+    for recipient in (DSO, SUPPLIER):
+        interchange = Interchange.from_str(mscons[recipient].read_text())
+        points[recipient] = {s.elements[1] for s in interchange.segments if s.tag == "LOC"}
+        quantities = [s for s in interchange.segments if s.tag == "QTY"]
+        assert quantities  # the values of the window
+    household = next(a.metering_point_id for a in assignments(run)
+                     if a.meter_id == home.meter("household").meter_id)
+    assert points[SUPPLIER] == {household}  # the supplier sees no feed-in point
+    assert household in points[DSO] and len(points[DSO]) == 2

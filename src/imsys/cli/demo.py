@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imsys.cli._common import console, handle_errors
+from imsys.emt.export import ExportFile
 from imsys.gateway.logs import LogEntry
 from imsys.system.demo import DemoOptions, DemoRun, run_demo
-from imsys.system.report import DemoSummary, plot, summarise
+from imsys.system.report import DemoSummary, distribute, plot, summarise
 from imsys.system.up import down, up
 
 __all__ = ["register"]
@@ -30,7 +31,8 @@ def _entries(title: str, entries: list[LogEntry]) -> Table:
     return table
 
 
-def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path]) -> None:
+def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path],
+                  exports: list[ExportFile]) -> None:
     console.rule("[bold]imsys demo – summary")
     console.print(f"window {run.start:%Y-%m-%d %H:%M}Z – {run.end:%Y-%m-%d %H:%M}Z, "
                   f"{len(run.households)} household(s), {run.steps} quarter-hour steps; "
@@ -70,6 +72,12 @@ def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path]) -> None
                                g.calibration_log))
         console.print(_entries(f"Letztverbraucher-Log (consumer log) of {g.gateway_id}",
                                g.consumer_log))
+    by_recipient: dict[str, list[str]] = {}
+    for export in exports:
+        by_recipient.setdefault(export.recipient_id, []).append(export.path.name)
+    console.print(f"MSB distribution (§ 60 MsbG): {len(exports)} files in exports/ – " + "; ".join(
+        f"{recipient}: {len(names)} ({', '.join(sorted({n.rsplit('.', 1)[1] for n in names}))})"
+        for recipient, names in sorted(by_recipient.items())))
     for path in files:
         console.print(f"wrote {path.relative_to(run.out)}")
 
@@ -108,8 +116,9 @@ def demo(
 
         run = run_demo(options, progress)
     summary = summarise(run)
+    exports = distribute(run)
     files = plot(summary, run.out)
-    print_summary(run, summary, files)
+    print_summary(run, summary, files, exports)
     console.print(f"output folder: {run.out}")
 
 

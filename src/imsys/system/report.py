@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,23 @@ from sqlalchemy import create_engine, func, select
 
 from imsys.core.clock import SystemClock
 from imsys.core.errors import Rejected
+from imsys.core.localtime import day_start, local_day
 from imsys.core.reading import Reading
+from imsys.emt.export import ExportFile, export_day
+from imsys.emt.msb import DataScope, MeteringPointAssignment, Recipient
+from imsys.emt.msb import Role as MsbRole
 from imsys.emt.storage import DELIVERIES, EmtStorage
 from imsys.gateway.logs import ConsumerLog, GatewayLogs, LogEntry
 from imsys.gateway.process import DB_FILE, delivery_counts
 from imsys.gateway.store import Database, ReadingStore
 from imsys.system.demo import DemoRun
-from imsys.system.provision import Household
+from imsys.system.provision import EMT_ID, Household, usage_point
 from imsys.wire.ar2418 import parse_document, readings_of
 
-__all__ = ["DemoSummary", "GatewaySummary", "plot", "summarise"]
+__all__ = ["DemoSummary", "GatewaySummary", "distribute", "plot", "summarise"]
+
+#: the market partners the MSB distributes to (seed 001 Tabelle 2, § 60 MsbG)
+DSO, TSO, SUPPLIER = "9900000000101", "9900000000102", "9900000000103"
 
 
 @dataclass
@@ -151,6 +158,39 @@ def summarise(run: DemoRun) -> DemoSummary:
                            units, taf2, series, _per_profile(run.emt_db))
     finally:
         storage.dispose()
+
+
+def assignments(run: DemoRun) -> list[MeteringPointAssignment]:
+    """Each household's consumption (1.8.0) and feed-in (2.8.0) as register-series metering
+    points (TAF 7) for the grid operator, the TSO and the supplier (feed-in: no supplier)."""
+    points = []
+    for home in run.households:
+        household, pv = home.meter("household"), home.meter("pv")
+        points.append(MeteringPointAssignment(
+            usage_point(home), household.meter_id, "1-0:1.8.0*255", DataScope.REGISTER_SERIES,
+            (Recipient(MsbRole.DSO, DSO), Recipient(MsbRole.TSO, TSO),
+             Recipient(MsbRole.SUPPLIER, SUPPLIER))))
+        points.append(MeteringPointAssignment(
+            f"DE00IMSYSPV{home.index:022d}", pv.meter_id, "1-0:2.8.0*255",
+            DataScope.REGISTER_SERIES,
+            (Recipient(MsbRole.DSO, DSO), Recipient(MsbRole.TSO, TSO))))
+    return points
+
+
+def distribute(run: DemoRun) -> list[ExportFile]:
+    """The MSB's daily distribution for every day of the window (what is due the next
+    morning): MSCONS, CSV and JSON per recipient in ``OUT/exports``."""
+    storage = EmtStorage(run.emt_db, create=False)
+    files: list[ExportFile] = []
+    try:
+        day = local_day(run.start) + timedelta(days=1)
+        while day_start(day) <= run.end:
+            files += export_day(storage, assignments(run), day, sender_id=EMT_ID,
+                                out_dir=run.out / "exports")
+            day += timedelta(days=1)
+    finally:
+        storage.dispose()
+    return files
 
 
 def plot(summary: DemoSummary, out: Path) -> list[Path]:
