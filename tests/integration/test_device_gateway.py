@@ -11,6 +11,7 @@ from them and its LMN endpoint accepts the meter the administrator registered.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import sys
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "gwa"))
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from gwa_helpers import communication_document, gwa_keys, initial_configuration, new_service
 
 from imsys.core.clock import SystemClock
@@ -31,18 +34,63 @@ from imsys.gateway.initial_config import GwaAddress
 from imsys.gateway.meter_profile import MeterProfile, MeterProtocol, tls_fingerprint
 from imsys.gateway.store import Database, ReadingStore
 from imsys.gateway.taf import EvaluationProfile, Taf
+from imsys.gwa.db import CommandStatus
 from imsys.gwa.db import Commissioning as GwaCommissioning
 from imsys.gwa.server import AdminEndpoint
 from imsys.meters.lmn_tls import LmnTlsConfig, PushMeter
 from imsys.meters.settings import MeterSettings
 from imsys.meters.simulator import MeterKind, MeterSimulator, ModelKind
 from imsys.pki import PkiDirectory
+from imsys.system.demo import copy_crls
 from imsys.system.factory import install, load_initial_configuration, manufacture
 from imsys.system.roles import free_port
 
 GATEWAY, METER, EMT = "EIMS0000000777", "1EMH0000000777", "EMT-1"
 INTEGRATOR, INSTALLER = "integrator-7777", "installer-7777"
 TIMEOUT = 60.0
+
+
+FINAL = {CommandStatus.OK, CommandStatus.FAILED, CommandStatus.REFUSED,
+         CommandStatus.UNANSWERED, CommandStatus.NOT_ISSUED}
+
+
+def _der64(certificate: x509.Certificate) -> str:
+    return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def _operator_commands(issue, pki: PkiDirectory) -> list[tuple[str, dict[str, object]]]:  # type: ignore[no-untyped-def]
+    """One or more commands of every group but firmware and administrator change (their own
+    tests: test_firmware_update.py, test_admin_change.py), in an order that works. Not here:
+    ``key.certificate.renew`` – generating a key pair in operation needs the administrator's
+    authentication to the security module, which the GWA service performs only during
+    personalisation (the handler's own tests cover it)."""
+    _, han = issue("consumer-tls", "LV-7-han")
+    chain = [_der64(c) for c in pki.chain("sub-ca")[:-1]]
+    return [
+        ("consumer.create", {"consumer_id": "LV-7", "label": "Haushalt 7"}),
+        ("consumer.update", {"consumer_id": "LV-7", "label": "Haushalt 7a"}),
+        ("consumer.certificate.install", {"consumer_id": "LV-7", "certificate": _der64(han),
+                                          "chain": chain}),
+        ("consumer.credentials.set", {"consumer_id": "LV-7", "username": "lv7",
+                                      "password": "correct horse battery"}),  # sealed
+        ("device.cls.register", {"device_id": "CLS-7", "address": "127.0.0.1", "port": 5007}),
+        ("device.display.register", {"device_id": "DISPLAY-7"}),
+        ("device.assign", {"device_kind": "cls", "device_id": "CLS-7", "consumer_id": "LV-7"}),
+        ("device.unassign", {"device_kind": "cls", "device_id": "CLS-7"}),
+        ("device.cls.delete", {"device_id": "CLS-7"}),
+        ("key.install", {"key_id": "HAN-KEY-7", "purpose": "han",
+                         "key": base64.b64encode(bytes(range(16))).decode()}),  # sealed
+        ("key.activate", {"key_id": "HAN-KEY-7"}),
+        ("key.deactivate", {"key_id": "HAN-KEY-7"}),
+        ("key.delete", {"key_id": "HAN-KEY-7"}),
+        ("time.service.configure", {"servers": ["127.0.0.1"], "interval_s": 3600}),
+        ("wakeup.configure", {"port": 4999}),
+        ("monitoring.status", {}),
+        ("monitoring.self-test", {}),
+        ("monitoring.log.system", {"limit": 50}),
+        ("monitoring.log.calibration", {}),
+        ("profile.evaluation.delete", {"profile_id": "TAF7-0777"}),
+    ]
 
 
 async def _until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +131,7 @@ def test_device_gateway_is_commissioned_and_configured_through_the_gwa(
                                                                            address),
                                        integrator_pin=INTEGRATOR)
             assert install(state, clock, installer_pin=INSTALLER) is Phase.PERSONALISATION
+            copy_crls(pki.path, state / "crls")  # the gateway checks certificates with CRLs
             # the operator's configuration, queued before the gateway ever called
             service.enqueue([GATEWAY], "device.meter.register", {"profile": meter.to_dict()})
             service.enqueue([GATEWAY], "profile.communication.install",
@@ -126,6 +175,22 @@ def test_device_gateway_is_commissioned_and_configured_through_the_gwa(
                              is not None, "the meter's first value")
                 push.stop()
                 await asyncio.wait_for(meter_task, TIMEOUT)
+
+                # table 3 steps 2.1/2.2 and 5.x: the command groups through the real GWA
+                queued = [service.enqueue([GATEWAY], kind, params)[0]
+                          for kind, params in _operator_commands(issue, pki)]
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.sendto(service.wakeup_packet(GATEWAY), ("127.0.0.1", wakeup))
+                await _until(lambda: all(service.db.command(c).status in FINAL  # type: ignore[union-attr]
+                                         for c in queued), "the operator's commands")
+                rows = [service.db.command(c) for c in queued]
+                failed = [(r.type, r.detail, r.result) for r in rows  # type: ignore[union-attr]
+                          if r.status is not CommandStatus.OK]  # type: ignore[union-attr]
+                assert not failed
+                results = {r.type: r.result for r in rows}  # type: ignore[union-attr]
+                assert results["monitoring.self-test"]["passed"] is True
+                assert results["monitoring.status"]["phase"] == "operation"
+                assert "<" in results["monitoring.log.system"]["xml"]
             finally:
                 stop.set()
                 await asyncio.wait_for(task, TIMEOUT)
