@@ -7,6 +7,7 @@ import sqlite3
 import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from enum import IntEnum
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from imsys.gateway.store import (
     ReadingStore,
     StateKey,
     StateTable,
+    _chain,
     record_hash,
 )
 
@@ -486,3 +488,228 @@ def test_state_table_keeps_types_and_is_transactional(db: Database) -> None:
             state.set(key, value)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         state.get_time("phase")
+
+
+# -- the append path (one statement per frame, index layout, migration) ---------------------
+
+
+def test_record_hash_gives_the_documented_encoding_for_every_value_kind() -> None:
+    """The fast path (exact types, cached text encodings) and the general one (subclasses)
+    both produce the documented layout, however often a text is seen."""
+
+    class Kind(IntEnum):
+        SEVEN = 7
+
+    class Text(str):
+        pass
+
+    def documented(fields: tuple[object, ...]) -> bytes:
+        out = b"imsys.chain.v1\x00" + struct.pack(">H", 1) + b"c" + struct.pack(">Q", 9) \
+            + b"\x22" * 32 + struct.pack(">H", len(fields))
+        for value in fields:
+            if value is None:
+                out += b"N"
+            elif isinstance(value, int):
+                out += b"I" + struct.pack(">q", value)
+            elif isinstance(value, str):
+                out += b"T" + struct.pack(">I", len(value.encode())) + value.encode()
+            else:
+                assert isinstance(value, bytes)
+                out += b"B" + struct.pack(">I", len(value)) + value
+        return hashlib.sha256(out).digest()
+
+    long_text = "ä" * 200  # longer than the cached texts
+    cases: list[tuple[object, ...]] = [
+        (), ("m1", 0, -(2**63), 2**63 - 1, None, b""), (Kind.SEVEN, Text("m1"), long_text),
+        ("ü€", b"\x00" * 40, 7), (Text("m1"), "m1", Kind.SEVEN, 7)]
+    for _ in range(2):  # the second round hits the text cache
+        for fields in cases:
+            assert record_hash("c", 9, b"\x22" * 32, fields) == documented(fields)  # type: ignore[arg-type]
+    for bad in ((True,), (1.5,), (bytearray(b"x"),)):
+        with pytest.raises(UsageError):
+            record_hash("c", 1, GENESIS_HASH, bad)  # type: ignore[arg-type]
+    for big in (2**63, -(2**63) - 1):
+        with pytest.raises(StoreRejected) as info:
+            record_hash("c", 1, GENESIS_HASH, ("m1", big))
+        assert info.value.reason is StoreReason.OUT_OF_RANGE
+
+
+def test_a_frame_goes_in_as_one_statement_and_a_refused_one_leaves_nothing(
+        db: Database, store: ReadingStore) -> None:
+    statements: list[str] = []
+    db.connection.set_trace_callback(statements.append)
+    store.append_readings(frame("m1", 1, (OBIS_IN, OBIS_OUT, "1-0:1.8.1*255")))
+    db.connection.set_trace_callback(None)
+    # (the trace repeats a statement for each trigger run; the text tells them apart)
+    inserts = {s for s in statements if s.startswith("INSERT INTO readings")}
+    assert len(inserts) == 1 and inserts.pop().count("), (") == 2  # three rows, one statement
+    assert not [s for s in statements if s.startswith("SAVEPOINT")]
+    # the second record repeats the first register of the stored frame: the whole call goes
+    with db.transaction():
+        with pytest.raises(StoreRejected) as info:
+            store.append_readings(frame("m1", 2) + frame("m1", 1))
+        assert info.value.reason is StoreReason.DUPLICATE and info.value.context["seq"] == 1
+        assert store.count() == 3  # nothing of the refused call, no savepoint needed
+        assert store.append_readings(frame("m1", 3)) == [4]
+    store.verify_chain()
+
+
+def test_more_records_than_one_statement_takes_are_still_all_or_nothing(
+        db: Database, store: ReadingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_chain, "ROWS_PER_STATEMENT", 4)
+    registers = tuple(f"1-0:1.8.{i}*255" for i in range(10))
+    assert store.append_readings(frame("m1", 1, registers)) == list(range(1, 11))
+    # the duplicate is the last record, in the third statement: the first two are undone
+    with pytest.raises(StoreRejected) as info:
+        store.append_readings(frame("m1", 2, registers) + frame("m1", 1, registers[-1:]))
+    assert info.value.reason is StoreReason.DUPLICATE
+    assert store.count() == 10
+    assert store.append_readings(frame("m1", 2, registers)) == list(range(11, 21))
+    assert store.verify_chain().seq == 20
+
+
+def test_a_low_variable_limit_splits_the_statement(db: Database, store: ReadingStore) -> None:
+    """SQLite before 3.32 binds at most 999 variables per statement: 14 per reading."""
+    db.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 14 * 3)
+    registers = tuple(f"1-0:1.8.{i}*255" for i in range(8))
+    assert store.append_readings(frame("m1", 1, registers)) == list(range(1, 9))
+    with pytest.raises(StoreRejected) as info:
+        store.append_readings(frame("m1", 2, registers) + frame("m1", 1, registers[:1]))
+    assert info.value.reason is StoreReason.DUPLICATE
+    assert store.count() == 8
+    assert store.verify_chain().seq == 8
+
+
+def test_a_forged_link_inside_a_multi_row_insert_is_refused_by_the_database(
+        store: ReadingStore) -> None:
+    """The chain-link trigger checks every row of a multi-row INSERT against the row before
+    it, including rows of the same statement."""
+    store.append_readings(frame("m1", 1))
+    head = store.head()
+    payload = ("m1", OBIS_IN, 1, 0, 30, 0, 0, None, 0, "lmn-sml", b"\x01")
+    good = record_hash("readings", head.seq + 1, head.hash, payload)
+    forged = [
+        (head.seq + 1, *payload, head.hash, good),
+        (head.seq + 2, *payload, b"\x07" * 32, b"\x08" * 32),  # does not link to the row above
+    ]
+    out_of_order = [
+        (head.seq + 1, *payload, head.hash, good),
+        (head.seq + 3, *payload, good, b"\x08" * 32),  # skips a seq
+    ]
+    for rows in (forged, out_of_order):
+        with pytest.raises(sqlite3.IntegrityError, match="does not continue the chain"):
+            store.db.connection.execute(READINGS._insert_statement(2),
+                                        [v for row in rows for v in row])
+        assert store.count() == 1
+    store.verify_chain()
+
+
+def test_a_record_of_the_wrong_width_is_refused(db: Database, store: ReadingStore) -> None:
+    with db.transaction(), pytest.raises(UsageError, match="fields"):
+        READINGS.append(db, [("m1", OBIS_IN, 1)])
+    assert store.count() == 0
+
+
+def test_append_frame_stores_exactly_what_append_readings_stores() -> None:
+    records = frame("m1", 1, (OBIS_IN, OBIS_OUT), value=-5)
+    records = [ReadingRecord(Reading("m1", r.reading.obis, r.reading.value, -1, 30, T0,
+                                     ReadingFlag.METER_ERROR, 2**64 - 1 - i),
+                             r.received_at, r.source, r.frame_digest)
+               for i, r in enumerate(records)]
+    heads = []
+    for use_frame in (False, True):
+        with Database(":memory:", durability=Durability.OFF) as db:
+            store = ReadingStore(db)
+            if use_frame:
+                seqs = store.append_frame([r.reading for r in records], records[0].received_at,
+                                          records[0].source, records[0].frame_digest)
+            else:
+                seqs = store.append_readings(records)
+            assert seqs == [1, 2]
+            assert [s.reading for s in store.iter_readings()] == [r.reading for r in records]
+            heads.append(store.verify_chain())
+    assert heads[0] == heads[1]
+    with Database(":memory:", durability=Durability.OFF) as db:
+        store = ReadingStore(db)
+        assert store.append_frame([], T0, ReadingSource.LMN_SML, b"\x01") == []
+        with pytest.raises(UsageError):
+            store.append_frame([records[0].reading], T0.replace(tzinfo=None),
+                               ReadingSource.LMN_SML, b"\x01")
+        with pytest.raises(StoreRejected) as info:
+            store.append_frame([Reading("m1", OBIS_IN, 1, 0, 30, T0, status_word=2**64)], T0,
+                               ReadingSource.LMN_SML, b"\x01")
+        assert info.value.reason is StoreReason.OUT_OF_RANGE
+        assert store.count() == 0
+
+
+def test_register_queries_use_the_meter_time_index(store: ReadingStore) -> None:
+    plans = {
+        "latest": "SELECT seq FROM readings WHERE meter_id = 'm1' AND obis = 'x' "
+                  "ORDER BY timestamp DESC, seq DESC LIMIT 1",
+        "range": "SELECT seq FROM readings WHERE meter_id = 'm1' AND obis = 'x' "
+                 "AND timestamp >= 0 AND timestamp < 9 ORDER BY seq",
+        "duplicate": "SELECT seq FROM readings WHERE meter_id = 'm1' AND timestamp = 0 "
+                     "AND obis = 'x' AND frame_digest = x'00'",
+    }
+    for sql in plans.values():
+        plan = " ".join(row[-1] for row in store.db.connection.execute(
+            f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING COVERING INDEX readings_meter_time" in plan or \
+            "USING INDEX readings_meter_time" in plan, plan
+
+
+def test_a_frame_dirties_few_index_pages(tmp_path: Path) -> None:
+    """The reason for the index order: the values of one frame are neighbours in the index.
+    Eight meters × 18 registers; the WAL written by 40 more frames stays small."""
+    with Database(tmp_path / "g.db", durability=Durability.OFF) as db:
+        store = ReadingStore(db)
+        registers = tuple(f"1-0:{c}.8.{t}*255" for c in (1, 2) for t in range(9))
+        meters = [f"1EMH00{m:08d}" for m in range(8)]
+        for n in range(200):
+            store.append_readings(frame(meters[n % 8], n, registers))
+        db.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.connection.execute("PRAGMA wal_autocheckpoint=0")
+        for n in range(200, 240):
+            store.append_readings(frame(meters[n % 8], n, registers))
+        pages = ((tmp_path / "g.db-wal").stat().st_size - 32) // (4096 + 24)
+    # table ~2, index ~5, page 1: ~8 pages per frame; the register-first key needed ~25
+    assert pages / 40 < 12, pages / 40
+
+
+def test_a_database_with_the_earlier_register_index_gets_the_current_one(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    with Database(path) as db:
+        store = ReadingStore(db)
+        store.append_readings(frame("m1", 1, (OBIS_IN, OBIS_OUT)))
+        db.connection.execute("DROP INDEX readings_meter_time")
+        db.connection.execute("CREATE UNIQUE INDEX readings_register ON readings "
+                              "(meter_id, obis, timestamp, frame_digest)")
+        head = store.head()
+    with Database(path) as db:
+        store = ReadingStore(db)
+        indexes = {row[0] for row in db.connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'")}
+        assert indexes == {"readings_meter_time"}
+        assert store.verify_chain(expected_head=head) == head
+        with pytest.raises(StoreRejected) as info:
+            store.append_readings(frame("m1", 1))
+        assert info.value.reason is StoreReason.DUPLICATE
+        assert store.append_readings(frame("m1", 2)) == [3]
+
+
+def test_state_set_inside_a_transaction_joins_it(db: Database) -> None:
+    state = StateTable(db)
+    statements: list[str] = []
+    db.connection.set_trace_callback(statements.append)
+    with pytest.raises(RuntimeError), db.transaction():
+        state.set("counter", 1)
+        raise RuntimeError("the caller fails after the write")
+    db.connection.set_trace_callback(None)
+    assert state.get("counter") is None
+    assert not [s for s in statements if s.startswith("SAVEPOINT")]
+    with db.transaction():
+        state.set("counter", 2)
+        with pytest.raises(UsageError):
+            state.set("counter", True)  # type: ignore[arg-type]
+    assert state.get("counter") == 2

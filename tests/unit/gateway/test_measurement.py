@@ -22,8 +22,10 @@ from imsys.crypto import SoftwareKey
 from imsys.gateway.logs import CalibrationEvent, ConsumerEvent, SystemEvent
 from imsys.gateway.measurement import (
     METER_CLOCK_TOLERANCE,
+    Evaluated,
     LmnFrame,
     Measurement,
+    MeterValue,
     PeerIdentity,
     PtbStatus,
     ReadingReason,
@@ -31,9 +33,14 @@ from imsys.gateway.measurement import (
     SmgwStatus,
     Step,
     Transport,
+    build_readings,
+    fnn_word,
     meter_clock_deviation,
     ptb_status,
+    server_id_of,
     signed_value_input,
+    step_3_4_mark_validity,
+    value_flags,
 )
 from imsys.gateway.meter_profile import ClockOffPolicy, MeterProfile, MeterProtocol
 from imsys.gateway.store import Database, Durability
@@ -397,6 +404,33 @@ def test_measurement_step_3_4_marks_values_invalid_when_the_gateway_clock_is_inv
         assert r.flags == ReadingFlag.CLOCK_INVALID
         assert ptb_status(r.status_word or 0) is PtbStatus.CRITICAL_TEMPORARY_ERROR
     assert b.core.logs.calibration.entries()[-1].event is CalibrationEvent.CLOCK_INVALID
+
+
+@pytest.mark.parametrize("clock_valid", [True, False])
+@pytest.mark.parametrize("clock_off", [False, True])
+def test_build_readings_applies_fnn_word_and_value_flags_to_every_value(
+        clock_valid: bool, clock_off: bool) -> None:
+    """build_readings works the frame-level parts out once; per value the result must be
+    exactly fnn_word and value_flags (meter halves: none, plain, manipulation, magnetic
+    influence, fatal error)."""
+    profile = Bench().wired
+    statuses = (None, 0x4, 0x404, 0x204, 0x20004, 0x20604)
+    values = tuple(MeterValue(ELECTRICITY_CHANNELS[i], 10 * i, -1, 30, status)
+                   for i, status in enumerate(statuses))
+    evaluated = Evaluated(server_id_of(METER_ID).hex(), values,
+                          T0 + timedelta(minutes=1) if clock_off else T0)
+    validity = step_3_4_mark_validity(profile, evaluated, T0, gateway_clock_valid=clock_valid)
+    stamps = (T0,) * len(values)
+    readings = build_readings(profile, evaluated, stamps, validity)
+    assert len(readings) == len(values)
+    for reading, value in zip(readings, values, strict=True):
+        word = fnn_word(validity, value.status)
+        assert reading.status_word == word
+        assert reading.flags == value_flags(validity, word)
+        assert (reading.meter_id, reading.obis, reading.value, reading.scaler, reading.unit,
+                reading.timestamp) == (METER_ID, value.obis, value.value, -1, 30, T0)
+    assert [r.valid for r in readings] == [
+        clock_valid and not clock_off and not (s or 0) & 0x20600 for s in statuses]
 
 
 def test_ptb_status_follows_trudi_mapping() -> None:

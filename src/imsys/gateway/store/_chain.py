@@ -38,9 +38,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from imsys.core.errors import UsageError
 from imsys.gateway.errors import StoreReason, StoreRejected
@@ -51,8 +50,9 @@ SqlValue = int | str | bytes | None
 GENESIS_HASH = bytes(32)
 HASH_DOMAIN = b"imsys.chain.v1\x00"
 ANCHOR_TABLE = "chain_anchor"
-#: records per multi-row INSERT (well below SQLite's 32766 bound variables for any table here)
+#: records per multi-row INSERT at most (fewer if the connection's variable limit says so)
 ROWS_PER_STATEMENT = 256
+_VARIABLE_LIMIT = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 
 _I64 = struct.Struct(">q")
 _U64 = struct.Struct(">Q")
@@ -82,14 +82,6 @@ BEGIN SELECT RAISE(ABORT, 'imsys: chain anchors only move forward'); END""",
 _ANCHOR_GUARDS = ("no_update", "no_delete", "forward")
 
 
-def _encode_int(value: int) -> bytes:
-    try:
-        return _TAGGED_I64.pack(0x49, value)
-    except struct.error:
-        check_int64(value, "field")
-        raise
-
-
 def _encode_text(value: str) -> bytes:
     encoded = _TEXT_CACHE.get(value)
     if encoded is None:
@@ -102,36 +94,34 @@ def _encode_text(value: str) -> bytes:
     return encoded
 
 
-def _encode_blob(value: bytes) -> bytes:
-    return _TAGGED_U32.pack(0x42, len(value)) + value
-
-
-def _encode_null(value: None) -> bytes:
-    return _NULL
-
-
-#: the field encoders for values of exactly these types (subclasses such as ``bool`` or enum
-#: members take the general path in :func:`_encode_any`)
-_ENCODERS: dict[type, Callable[[Any], bytes]] = {
-    int: _encode_int, str: _encode_text, bytes: _encode_blob, type(None): _encode_null}
-#: short texts repeat from record to record (meter ids, OBIS codes, sources, log texts)
+#: encodings of short texts, which repeat from record to record (meter ids, OBIS codes,
+#: sources, log texts); bounded
 _TEXT_CACHE: dict[str, bytes] = {}
 _TEXT_CACHE_SIZE = 4096
 _TEXT_CACHE_ITEM = 64
+#: "imsys.chain.v1" 0x00 || u16 len(chain) || chain, per chain name; bounded
 _CHAIN_PREFIXES: dict[str, bytes] = {}
 
 
-def _encode_any(value: SqlValue) -> bytes:
-    if value is None:
-        return _NULL
+def _encode_other(value: object) -> bytes:
+    """A field whose type is not exactly int, str, bytes or None: ``bool`` is refused,
+    subclasses (enum members, ``bytes`` subclasses) are encoded as their base type."""
     if isinstance(value, int) and not isinstance(value, bool):
         return _encode_int(int(value))
     if isinstance(value, str):
-        data = value.encode()
-        return _TAGGED_U32.pack(0x54, len(data)) + data
+        return _encode_text(str(value))
     if isinstance(value, bytes):
-        return _encode_blob(bytes(value))
+        data = bytes(value)
+        return _TAGGED_U32.pack(0x42, len(data)) + data
     raise UsageError(f"chain fields are int, str, bytes or None, not {type(value)!r}")
+
+
+def _encode_int(value: int) -> bytes:
+    try:
+        return _TAGGED_I64.pack(0x49, value)
+    except struct.error:
+        check_int64(value, "field")
+        raise
 
 
 def _chain_prefix(chain: str) -> bytes:
@@ -146,12 +136,27 @@ def _chain_prefix(chain: str) -> bytes:
 
 def record_hash(chain: str, seq: int, prev_hash: bytes, fields: Sequence[SqlValue]) -> bytes:
     """SHA-256 over the canonical encoding of one record (see the module docstring)."""
-    try:
-        encoded = [_ENCODERS[type(value)](value) for value in fields]
-    except KeyError:
-        encoded = [_encode_any(value) for value in fields]
-    return _sha256(b"".join((_chain_prefix(chain), _U64.pack(seq), prev_hash,
-                             _U16.pack(len(fields)), *encoded))).digest()
+    parts = [_chain_prefix(chain), _U64.pack(seq), prev_hash, _U16.pack(len(fields))]
+    add = parts.append
+    for value in fields:  # the common exact types inline: this runs for every record
+        kind = type(value)
+        if kind is int:
+            try:
+                add(_TAGGED_I64.pack(0x49, value))
+            except struct.error:
+                check_int64(value, "field")
+                raise
+        elif kind is str:
+            encoded = _TEXT_CACHE.get(value)
+            add(encoded if encoded is not None else _encode_text(value))
+        elif kind is bytes:
+            add(_TAGGED_U32.pack(0x42, len(value)))
+            add(value)
+        elif value is None:
+            add(_NULL)
+        else:
+            add(_encode_other(value))
+    return _sha256(b"".join(parts)).digest()
 
 
 def check_int64(value: int, name: str) -> None:
@@ -404,13 +409,15 @@ BEGIN SELECT RAISE(ABORT, 'imsys: an anchor must name an existing {t} record'); 
 
     def _insert(self, db: Database, params: list[SqlValue], rows: int) -> None:
         conn = db.connection
-        if rows <= ROWS_PER_STATEMENT:
+        width = len(params) // rows
+        # the connection's bound on variables per statement (999 before SQLite 3.32)
+        per_statement = max(1, min(ROWS_PER_STATEMENT, conn.getlimit(_VARIABLE_LIMIT) // width))
+        if rows <= per_statement:
             conn.execute(self._insert_statement(rows), params)
             return
-        width = len(params) // rows
         with db.transaction():
-            for first in range(0, rows, ROWS_PER_STATEMENT):
-                count = min(ROWS_PER_STATEMENT, rows - first)
+            for first in range(0, rows, per_statement):
+                count = min(per_statement, rows - first)
                 conn.execute(self._insert_statement(count),
                              params[first * width:(first + count) * width])
 
