@@ -63,6 +63,9 @@ class DeviceSettings:
     lmn_listen: str = "127.0.0.1:0"
     wmbus_listen: str | None = None
     wakeup_listen: str | None = None
+    #: wake-ups that may start a connection at once, then one per ``wakeup_interval`` seconds
+    wakeup_burst: int = 2
+    wakeup_interval: int = 30
     han_listen: str | None = None  # technician diagnostics over HAN TLS (seed 003 §6)
     #: seconds between TAF evaluations / deliveries, and between unprompted admin sessions
     delivery_interval: int = 900

@@ -32,13 +32,25 @@ import imsys
 from imsys.core.clock import Clock
 from imsys.core.errors import ImsysError, Rejected, UsageError
 from imsys.crypto.tls import TlsIdentity
+from imsys.gateway.admin.admin_change_handlers import (
+    CHANGE_ITEM,
+    ChangeState,
+    pending_administrator,
+    report_connection_failure,
+    take_over,
+)
 from imsys.gateway.admin.communication_profile import CommunicationProfile
 from imsys.gateway.admin.config_store import ConfigKind, ConfigStore
 from imsys.gateway.admin.context import AdminContext
 from imsys.gateway.admin.firmware import FirmwareUpdater, active_version
 from imsys.gateway.admin.monitoring_handlers import clock_valid
 from imsys.gateway.admin.profile_handlers import stored_meter_profile
-from imsys.gateway.admin.session import AdminSessionClient, gateway_credentials, wakeup_receiver
+from imsys.gateway.admin.session import (
+    AdminSessionClient,
+    DbReplayCache,
+    gateway_credentials,
+    wakeup_receiver,
+)
 from imsys.gateway.commissioning import Phase
 from imsys.gateway.device import GatewayDevice
 from imsys.gateway.diagnostics import DiagnosticsSources
@@ -56,7 +68,7 @@ from imsys.gateway.taf import EvaluationProfile
 from imsys.gateway.wakeup_listener import WakeupEvent, WakeupListener
 from imsys.pki.validation import HttpCrlSource, PathValidator, StaticCrlSource
 from imsys.wire.delivery import HTTP_PATH
-from imsys.wire.wakeup import WakeupDecision
+from imsys.wire.wakeup import WakeupDecision, WakeupReason, WakeupReceiver, WakeupRejected
 
 __all__ = ["OPERATION_STARTED", "DeviceGatewayProcess"]
 
@@ -83,6 +95,38 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _Receivers:
+    """The wake-up core of the current administrator and, while an administrator change is
+    checked (seed 003 table 5 step 2.12), of the new one: its wake-up means take-over."""
+
+    def __init__(self, process: DeviceGatewayProcess) -> None:
+        self.process = process
+
+    def accept(self, data: bytes) -> WakeupDecision:
+        context = self.process.context
+        assert context is not None
+        try:
+            return wakeup_receiver(context).accept(data)
+        except WakeupRejected as exc:
+            pending = pending_administrator(context)
+            if pending is None or _change_state(context) != ChangeState.CHECKED.value or \
+                    exc.reason not in (WakeupReason.UNKNOWN_ADMINISTRATOR,
+                                       WakeupReason.BAD_SIGNATURE):
+                raise
+            address = pending.address
+            decision = WakeupReceiver(
+                context.gateway_id, pending.sig, f"{address.host}:{address.port}",
+                context.clock, administrator_id=pending.administrator_id,
+                replay_cache=DbReplayCache(context.db)).accept(data)
+            self.process.take_over_requested = True
+            return decision
+
+
+def _change_state(context: AdminContext) -> str | None:
+    item = context.config.get(ConfigKind.SETTING, CHANGE_ITEM)
+    return None if item is None else str(item.document.get("state"))
+
+
 class DeviceGatewayProcess(GatewayProcess):
     """A commissioned gateway (see the module docstring)."""
 
@@ -97,6 +141,8 @@ class DeviceGatewayProcess(GatewayProcess):
         self._admin_due: datetime | None = None
         self._woken = asyncio.Event()
         self.han: HanDiagnosticsServer | None = None
+        #: the new administrator's wake-up arrived while its change was checked (step 2.12)
+        self.take_over_requested = False
         self.firmware: FirmwareUpdater | None = None
         super().__init__(state_dir, clock, poll=poll, timeout=timeout, durability=durability,
                          reconnect=reconnect, report_ticks=report_ticks)
@@ -185,8 +231,10 @@ class DeviceGatewayProcess(GatewayProcess):
         async def woken(decision: WakeupDecision) -> None:
             self._woken.set()  # the loop connects to the configured GWA, nothing else
 
-        self.wakeup = WakeupListener(wakeup_receiver(self.context), woken, host=host,
-                                     port=port, system_log=record)
+        self.wakeup = WakeupListener(_Receivers(self), woken,  # type: ignore[arg-type]
+                                     host=host, port=port, system_log=record,
+                                     connect_rate=1 / self.settings.wakeup_interval,
+                                     connect_burst=self.settings.wakeup_burst)
         await self.wakeup.start()
 
     # ------------------------------------------------------------------ administration
@@ -200,8 +248,14 @@ class DeviceGatewayProcess(GatewayProcess):
             self._admin_due = None  # before installation nobody may administer the gateway
             return
         before = (device.commissioning.phase, device.config.revision())
+        if self.take_over_requested:  # table 5 step 2.13: the new administrator takes over
+            self.take_over_requested = False
+            assert self.context is not None
+            with contextlib.suppress(Rejected):
+                take_over(self.context)
         try:
             await admin.run()
+            await self._pending_session()
         except (Rejected, OSError, TimeoutError, UsageError) as exc:
             self.stats.last_error = f"admin session: {type(exc).__name__}: {exc}"
             log.warning("%s", self.stats.last_error)
@@ -217,6 +271,22 @@ class DeviceGatewayProcess(GatewayProcess):
                 await self._start_wakeup()
             await self.stop_operation()
             await self.configure()
+
+    async def _pending_session(self) -> None:
+        """Table 5 step 2.9: after the old administrator prepared a change, connect to the
+        new one (only steps 2.10–2.13 in that session); a failure is reported for the old
+        administrator to see (the failure path)."""
+        context = self.context
+        assert context is not None
+        if pending_administrator(context) is None or \
+                _change_state(context) != ChangeState.PREPARED.value:
+            return
+        client = AdminSessionClient(context, timeout=self.timeout, pending=True)
+        try:
+            await client.run_once()
+        except (Rejected, OSError, TimeoutError) as exc:
+            log.warning("the new administrator is unreachable: %s", exc)
+            report_connection_failure(context)
 
     # ------------------------------------------------------------------ operation
 

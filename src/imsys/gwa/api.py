@@ -89,6 +89,9 @@ class GatewayUpdate(BaseModel):
     wakeup_host: str | None = Field(None, max_length=253)
     wakeup_port: int | None = Field(None, ge=1, le=65535)
     contact_interval_s: int | None = Field(None, ge=60)
+    #: an administrator change (seed 003 table 5): this GWA takes over a gateway another GWA
+    #: commissioned – operator commands (steps 2.10–2.15) flow without set-up commands
+    adopt: bool = False
 
 
 class CommandRequest(BaseModel):
@@ -166,6 +169,8 @@ def create_api(service: GwaService) -> FastAPI:
     def update_gateway(gateway_id: str, update: GatewayUpdate) -> dict[str, Any]:
         service.db.ensure_gateway(gateway_id, service.clock.now())
         values = update.model_dump(exclude_none=True)
+        if values.pop("adopt", False):
+            service.adopt(gateway_id)
         if values:
             service.db.update_gateway(gateway_id, **values)
         return _gateway_view(service, gateway_or_404(gateway_id))

@@ -180,6 +180,14 @@ class GwaService:
         return self.db.enqueue(list(gateway_ids), kind.value, parameters, now, origin=OPERATOR,
                                batch=batch)
 
+    def adopt(self, gateway_id: str) -> None:
+        """Administrator change (seed 003 table 5, the new GWA's side): a gateway commissioned
+        by another administrator – no set-up commands, operator commands flow at once."""
+        self.db.ensure_gateway(gateway_id, self.clock.now())
+        self.db.update_gateway(gateway_id, commissioning=Commissioning.OPERATIONAL,
+                               commissioning_detail="adopted from another administrator")
+        log.info("gateway %s adopted (administrator change)", gateway_id)
+
     def wakeup_packet(self, gateway_id: str) -> bytes:
         """A signed, short-lived, one-time wake-up for ``gateway_id`` (GWADM_SIG)."""
         with self.crypto.measure():

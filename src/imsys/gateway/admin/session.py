@@ -41,6 +41,10 @@ import imsys
 from imsys.core.errors import Reason, Rejected, TlsRejected, UsageError
 from imsys.crypto.primitives import KeyHandle
 from imsys.crypto.tls import Interface, TlsIdentity, check_peer, client_context
+from imsys.gateway.admin.admin_change_handlers import (
+    PENDING_SESSION_COMMANDS,
+    pending_administrator,
+)
 from imsys.gateway.admin.administrator import (
     ADMINISTRATOR_ITEM,
     Administrator,
@@ -259,6 +263,22 @@ class _Connection:
             await asyncio.wait_for(self.writer.wait_closed(), self.timeout)
 
 
+class _KeyedSequences:
+    """The sequence store under another key than the gateway id (one count per GWA)."""
+
+    def __init__(self, store: DbSequenceStore, key: str) -> None:
+        self.store, self.key = store, key
+
+    def last_sequence(self, gateway_id: str) -> int:
+        return self.store.last_sequence(self.key)
+
+    def seen(self, gateway_id: str, command_id: uuid.UUID) -> bool:
+        return self.store.seen(self.key, command_id)
+
+    def record(self, gateway_id: str, sequence: int, command_id: uuid.UUID) -> None:
+        self.store.record(self.key, sequence, command_id)
+
+
 class AdminSessionClient:
     """The gateway side of the admin session (see the module docstring).
 
@@ -270,10 +290,13 @@ class AdminSessionClient:
 
     def __init__(self, context: AdminContext, *, executor: AdminExecutor | None = None,
                  firmware_version: str | None = None, timeout: float = 30.0,
-                 max_commands: int = 10_000) -> None:
+                 max_commands: int = 10_000, pending: bool = False) -> None:
         if context.secmod is None or context.commissioning is None:
             raise UsageError("an admin session needs the security module and commissioning")
         self.context = context
+        #: a session with the *new* administrator of a change before its take-over (seed 003
+        #: table 5 step 2.9): only the commands of steps 2.10–2.13 are accepted in it
+        self.pending = pending
         self.executor = executor or AdminExecutor(context)
         self.firmware_version = (firmware_version
                                  or str(context.extras.get("firmware_version",
@@ -286,10 +309,27 @@ class AdminSessionClient:
     # ------------------------------------------------------------------ pieces
 
     def administrator(self) -> Administrator:
+        if self.pending:
+            new = pending_administrator(self.context)
+            if new is None:
+                raise UsageError("no administrator change is waiting for its new administrator")
+            return new
         return current_administrator(self.context.config, self.context.commissioning)
+
+    def sequence_key(self, administrator: Administrator) -> str:
+        """Whose sequence numbers: the gateway's for the administrator of its initial
+        configuration, ``<gateway>@<administrator>`` for any later one (each GWA counts its
+        own commands)."""
+        commissioning = self.context.commissioning
+        initial = None if commissioning is None else commissioning.state.initial_configuration
+        if initial is not None and administrator.administrator_id == initial.administrator_id:
+            return self.context.gateway_id
+        return f"{self.context.gateway_id}@{administrator.administrator_id}"
 
     def address(self, administrator: Administrator) -> GwaAddress:
         """The administrator's address; during commissioning the installer's update wins."""
+        if self.pending:
+            return administrator.address
         commissioning = self.context.commissioning
         changed = self.context.config.get(ConfigKind.SETTING, ADMINISTRATOR_ITEM) is not None
         if not changed and commissioning is not None and commissioning.gwa_address is not None:
@@ -420,7 +460,9 @@ class AdminSessionClient:
         self.state.set(ALARMS_AFTER_KEY, head)
         ctx.logs.system.append(Level.INFO, Outcome.SUCCESS, "admin session opened",
                                event=SystemEvent.ADMIN_SESSION, pending=welcome.pending)
-        verifier = CommandVerifier(ctx.gateway_id, administrator.sig, ctx.clock, self.sequences,
+        verifier = CommandVerifier(ctx.gateway_id, administrator.sig, ctx.clock,
+                                   _KeyedSequences(self.sequences,
+                                                   self.sequence_key(administrator)),
                                    administrator_id=administrator.administrator_id)
         for _ in range(self.max_commands):
             received = session.receive(await connection.exchange(session.next_request()))
@@ -442,6 +484,13 @@ class AdminSessionClient:
             log.info("admin command refused: %s", exc)
             report.refused.append(exc.reason.value)
             return session.refuse(Refusal(exc.reason.value, exc.message))
+        if self.pending and command.type not in PENDING_SESSION_COMMANDS:
+            ctx.logs.system.append(Level.WARNING, Outcome.FAILURE, "admin command refused: "
+                                   "not allowed before the take-over",
+                                   event=SystemEvent.INPUT_REJECTED)
+            report.refused.append("not-before-take-over")
+            return session.refuse(Refusal("not-before-take-over", f"{command.type.value} is "
+                                          "not allowed before the take-over (table 5)"))
         result = self.executor.execute(command)
         report.executed += 1
         if result.status.value != "ok":
