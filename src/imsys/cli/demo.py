@@ -44,12 +44,15 @@ def print_summary(run: DemoRun, summary: DemoSummary, files: list[Path],
                   f"{counts.get('emt_deliveries', 0)} deliveries opened and verified, "
                   f"{counts.get('emt_readings', 0)} values stored, "
                   f"{counts.get('emt_rejections', 0)} rejected")
-    gateways = Table("gateway", "readings", "hash chain", "deliveries",
+    gateways = Table("gateway", "commissioning", "readings", "hash chain", "deliveries",
                      "consumer-log transmissions")
     for g in summary.gateways:
-        gateways.add_row(g.gateway_id, str(g.readings), "verified" if g.chain_verified
-                         else "[red]BROKEN", ", ".join(f"{k} {v}" for k, v in g.deliveries.items()
-                                                       if v), str(g.consumer_log_transmissions))
+        commissioning = ("provisioned directly" if g.phase is None
+                         else f"{g.phase} after {g.commissioning_steps} steps")
+        gateways.add_row(g.gateway_id, commissioning, str(g.readings),
+                         "verified" if g.chain_verified else "[red]BROKEN",
+                         ", ".join(f"{k} {v}" for k, v in g.deliveries.items() if v),
+                         str(g.consumer_log_transmissions))
     console.print(gateways)
     console.print("deliveries at the EMT per evaluation profile: " + ", ".join(
         f"{profile} {n}" for profile, n in sorted(summary.profiles.items()))

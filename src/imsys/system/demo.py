@@ -301,7 +301,7 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Clo
     admin sessions the gateway processes open, the operator's commands after a wake-up.
     Every role is running when it returns (``clock_file`` None: on the real clock)."""
     homes, out = run.households, run.out
-    steps = 4 + 2 * len(homes)
+    steps = 3 + 2 * len(homes)
     done = 0
 
     def step(what: str) -> None:

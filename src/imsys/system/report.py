@@ -7,6 +7,7 @@ in the AR 2418-6 documents the EMT received.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +48,8 @@ class GatewaySummary:
     calibration_log: list[LogEntry]
     consumer_log: list[LogEntry]
     consumer_log_transmissions: int
+    phase: str | None = None  # commissioned gateways: their commissioning phase
+    commissioning_steps: int = 0  # "commissioning step done" entries in the system log
 
 
 @dataclass
@@ -126,10 +129,18 @@ def _gateway(run: DemoRun, home: Household) -> GatewaySummary:
         logs = GatewayLogs(db, SystemClock())
         consumer = ConsumerLog(db, SystemClock(), home.consumer_id)
         entries = consumer.entries()
+        system = logs.system.entries()
+        steps = [e for e in system if e.text.startswith("commissioning step done")]
+        # the excerpt: how commissioning ended and how operation runs now
+        excerpt = [*steps[-3:], *[e for e in system[-3:] if e not in steps]]
+        phase_file = run.gateway_dir(home) / "commissioning.json"
+        phase = (json.loads(phase_file.read_text())["phase"] if phase_file.exists()
+                 else None)
         return GatewaySummary(
-            home.gateway_id, store.count(), verified, delivery_counts(db),
-            logs.system.entries()[-5:], logs.calibration.entries()[-5:], entries[-5:],
-            sum(1 for e in entries if e.event is not None and e.event.value == 301))
+            home.gateway_id, store.count(), verified, delivery_counts(db), excerpt,
+            logs.calibration.entries()[-5:], entries[-5:],
+            sum(1 for e in entries if e.event is not None and e.event.value == 301),
+            phase, len(steps))
     finally:
         db.close()
 
