@@ -62,6 +62,7 @@ from imsys.gateway.commissioning import (
     RunSelfTest,
     SynchroniseTime,
 )
+from imsys.gateway.logs import CalibrationEvent, Level, Outcome
 from imsys.wire.command import Command, CommandType
 
 __all__ = ["HANDLERS"]
@@ -149,12 +150,20 @@ def synchronise_time(context: AdminContext, command: Command) -> dict[str, Any]:
     _run(context, SynchroniseTime(require_time(command.parameters["administrator_time"],
                                                "administrator_time")))
     offset = _commissioning(context).state.time_offset_seconds
+    # legal metrology: every time synchronisation is in the calibration log (seed 003 §2.3.4)
+    context.logs.calibration.append(
+        Level.INFO, Outcome.SUCCESS, "time synchronised with the administrator's time service "
+        f"during commissioning (offset {offset or 0.0:+.3f} s)",
+        event=CalibrationEvent.TIME_CORRECTION)
     return {"offset_seconds": offset}
 
 
 def self_test(context: AdminContext, command: Command) -> dict[str, Any]:
     _no_parameters(command)
     _run(context, RunSelfTest())
+    context.logs.calibration.append(Level.INFO, Outcome.SUCCESS,
+                                    "self-test passed during commissioning (key material as "
+                                    "seed 003 §2.3.3 lists it)", event=CalibrationEvent.SELF_TEST)
     objects: dict[str, str] = {}
     if context.secmod is not None:
         objects = {info.label: info.kind.value for info in context.secmod.objects()}
