@@ -97,8 +97,8 @@ def demo(
     out: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default ./imsys-demo-<time>)", file_okay=False)] = None,
     emt_db: Annotated[str | None, typer.Option(
-        "--db", help="the EMT's database URL (default SQLite in the output folder; "
-                     "postgresql://… works)")] = None,
+        "--db", help="database URL for the EMT and the GWA (default: SQLite files in the "
+                     "output folder; postgresql://… works)")] = None,
     direct: Annotated[bool, typer.Option(
         "--direct", help="provision the gateways directly (keys and profiles in files) "
                          "instead of the production line and commissioning through the GWA")

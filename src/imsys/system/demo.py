@@ -82,7 +82,9 @@ class DemoOptions:
     #: False: provision gateways directly (keys and profiles in gateway.json) instead of the
     #: production line and commissioning through the GWA
     commission: bool = True
-    emt_db: str | None = None  # database URL; default SQLite in the output folder
+    #: database URL for the EMT and the GWA (their tables do not overlap); default SQLite
+    #: files in the output folder
+    emt_db: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.households <= 50:
@@ -317,7 +319,7 @@ def commission(run: DemoRun, roles: list[RoleProcess], emt_port: int, clock: Clo
     admin_port, api_port = free_port(), free_port()
     passphrase = secrets.token_hex(16)
     init_gwa(run.gwa_dir, run.pki_dir, not_before, passphrase.encode(), admin_port=admin_port,
-             api_port=api_port)
+             api_port=api_port, db=options.emt_db)  # --db: EMT and GWA (gwa_* tables)
     step("GWA keys certified")
     address = GwaAddress("127.0.0.1", admin_port)
     documents = initial_configurations(run.gwa_dir, passphrase.encode(),
