@@ -1,11 +1,12 @@
 """The small DER toolkit under :mod:`imsys.crypto.cms` (private).
 
-A reader that walks a buffer without building objects (the open path of a sealed message visits
-about forty elements, so an object per element would cost more than the ECDH itself), and a
-writer of definite-length DER. The reader also accepts BER where RFC 5652 allows it: indefinite
-lengths and constructed OCTET STRINGs (streaming encoders such as ``openssl cms -stream`` emit
-them). Every defect raises :class:`~imsys.core.errors.CmsRejected`: ``TRUNCATED`` when an
-element runs past the end of the whole input, ``MALFORMED`` for anything else.
+A reader that walks a buffer without building objects (opening a sealed message visits about
+sixty elements, and reading them is a large part of what an open costs beyond its ECDH and
+ECDSA verification), and a writer of definite-length DER. The reader also accepts BER
+where RFC 5652 allows it: indefinite lengths and constructed OCTET STRINGs (streaming encoders
+such as ``openssl cms -stream`` emit them). Every defect raises
+:class:`~imsys.core.errors.CmsRejected`: ``TRUNCATED`` when an element runs past the end of
+the whole input, ``MALFORMED`` for anything else.
 """
 
 from __future__ import annotations
@@ -80,139 +81,145 @@ def _element(buf: bytes, pos: int, end: int, depth: int) -> tuple[int, int, int,
     return tag, pos, stop, stop
 
 
-class Cursor:
-    """Reads the elements inside one constructed element (or a whole buffer) in order."""
-
-    __slots__ = ("buf", "end", "pos")
-
-    def __init__(self, buf: bytes, start: int = 0, end: int | None = None) -> None:
-        self.buf = buf
-        self.pos = start
-        self.end = len(buf) if end is None else end
-
-    def peek(self) -> int:
-        """The tag of the next element, or -1 at the end."""
-        return self.buf[self.pos] if self.pos < self.end else -1
-
-    def next(self) -> tuple[int, int, int]:
-        """``(tag, contents start, contents end)`` of the next element; advances past it."""
-        tag, start, stop, self.pos = _element(self.buf, self.pos, self.end, 0)
-        return tag, start, stop
-
-    # enter and value repeat the short-form case of take on purpose: they run about seventy
-    # times per message, and an extra call each would cost more than all the AES and hashing.
-
-    def take(self, tag: int) -> tuple[int, int]:
-        """Contents bounds of the next element, which must carry ``tag``."""
-        buf = self.buf
-        pos = self.pos
-        if pos + 4 <= self.end and buf[pos] == tag:
-            n = buf[pos + 1]
-            if n < 0x80:
-                start = pos + 2
-                stop = start + n
-            elif n == 0x81:
-                start = pos + 3
-                stop = start + buf[pos + 2]
-            elif n == 0x82:
-                start = pos + 4
-                stop = start + (buf[pos + 2] << 8 | buf[pos + 3])
-            else:
-                return self._take(tag)
-            if stop > self.end:
-                raise _overrun(buf, stop)
-            self.pos = stop
-            return start, stop
-        return self._take(tag)
-
-    def enter(self, tag: int) -> Cursor:
-        """A cursor over the contents of the next element (constructed, tagged ``tag``)."""
-        buf = self.buf
-        pos = self.pos
-        inner = Cursor.__new__(Cursor)
-        inner.buf = buf
-        if pos + 2 < self.end and buf[pos] == tag and buf[pos + 1] < 0x80:
-            inner.pos = pos + 2
-            self.pos = inner.end = pos + 2 + buf[pos + 1]
-            if inner.end > self.end:
-                raise _overrun(buf, inner.end)
-        else:
-            inner.pos, inner.end = self.take(tag)
-        return inner
-
-    def value(self, tag: int) -> bytes:
-        """Contents octets of the next (primitive) element."""
-        buf = self.buf
-        pos = self.pos
-        if pos + 2 < self.end and buf[pos] == tag and buf[pos + 1] < 0x80:
-            self.pos = stop = pos + 2 + buf[pos + 1]
-            if stop > self.end:
-                raise _overrun(buf, stop)
-            return buf[pos + 2:stop]
-        start, stop = self.take(tag)
-        return buf[start:stop]
-
-    def _take(self, tag: int) -> tuple[int, int]:
-        got, start, stop, after = _element(self.buf, self.pos, self.end, 0)
-        if got != tag:
-            raise CmsRejected(Reason.MALFORMED, f"expected tag 0x{tag:02x}, found 0x{got:02x}",
-                              offset=self.pos)
-        self.pos = after
-        return start, stop
-
-    def raw(self, tag: int) -> bytes:
-        """The whole encoding (identifier, length, contents) of the next element."""
-        begin = self.pos
-        self.take(tag)
-        return self.buf[begin:self.pos]
-
-    def octets(self, tag: int = OCTET_STRING) -> bytes:
-        """An OCTET STRING (or one implicitly tagged ``tag``), primitive or BER-constructed."""
-        return _octets(self, tag, 0)
-
-    def small_int(self) -> int:
-        """A non-negative INTEGER that fits into four octets (such as a GCM ICV length)."""
-        data = self.value(INTEGER)
-        if not 1 <= len(data) <= 4 or data[0] & 0x80:
-            raise CmsRejected(Reason.MALFORMED, "integer out of range")
-        return int.from_bytes(data, "big")
-
-    def skip(self, tag: int) -> None:
-        """Skip the next element if it carries ``tag`` (an absent OPTIONAL is fine)."""
-        if self.pos < self.end and self.buf[self.pos] == tag:
-            self.pos = _element(self.buf, self.pos, self.end, 0)[3]
-
-    def finish(self) -> None:
-        """Require that every element has been read."""
-        if self.pos != self.end:
-            raise CmsRejected(Reason.MALFORMED, "unexpected data after the last element",
-                              offset=self.pos)
+# The reader is a handful of functions over ``(buf, pos, end)``: ``pos`` is where the next
+# element begins, ``end`` where the enclosing element's contents end. Each returns what it read
+# and the position after it, and keeps no state (a cursor object per constructed element cost
+# more than the reading). ``element``, ``take`` and ``value`` handle the common definite-length
+# forms inline and leave everything else (long lengths, BER, errors) to ``_element``; a test
+# holds them to answering exactly as ``_element`` does.
 
 
-def _octets(cursor: Cursor, tag: int, depth: int) -> bytes:
-    got, start, stop = cursor.next()
+def element(buf: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """``(tag, contents start, contents end, next position)`` of the element at ``pos``."""
+    if pos + 2 < end and buf[pos + 1] < 0x80 and buf[pos] & 0x1F != 0x1F:
+        stop = pos + 2 + buf[pos + 1]
+        if stop <= end:
+            return buf[pos], pos + 2, stop, stop
+    return _element(buf, pos, end, 0)
+
+
+def take(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int, int]:
+    """``(contents start, contents end, next position)`` of the element at ``pos``, which must
+    carry ``tag``."""
+    if pos + 2 < end and buf[pos] == tag:
+        n = buf[pos + 1]
+        if n < 0x80:
+            stop = pos + 2 + n
+            if stop <= end:
+                return pos + 2, stop, stop
+            raise _overrun(buf, stop)
+        if n == 0x82 and pos + 3 < end:
+            stop = pos + 4 + (buf[pos + 2] << 8 | buf[pos + 3])
+            if stop <= end:
+                return pos + 4, stop, stop
+            raise _overrun(buf, stop)
+        if n == 0x81:
+            stop = pos + 3 + buf[pos + 2]
+            if stop <= end:
+                return pos + 3, stop, stop
+            raise _overrun(buf, stop)
+    return _take(buf, pos, end, tag)
+
+
+def _take(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int, int]:
+    got, start, stop, after = _element(buf, pos, end, 0)
+    if got != tag:
+        raise CmsRejected(Reason.MALFORMED, f"expected tag 0x{tag:02x}, found 0x{got:02x}",
+                          offset=pos)
+    return start, stop, after
+
+
+def value(buf: bytes, pos: int, end: int, tag: int) -> tuple[bytes, int]:
+    """The contents octets of the element at ``pos`` (tagged ``tag``) and the next position."""
+    if pos + 2 < end and buf[pos] == tag:
+        stop = pos + 2 + buf[pos + 1]
+        if stop <= end and buf[pos + 1] < 0x80:
+            return buf[pos + 2:stop], stop
+    start, stop, after = take(buf, pos, end, tag)
+    return buf[start:stop], after
+
+
+def raw(buf: bytes, pos: int, end: int, tag: int) -> tuple[bytes, int]:
+    """The whole encoding (identifier, length, contents) of the element at ``pos`` and the next
+    position."""
+    after = take(buf, pos, end, tag)[2]
+    return buf[pos:after], after
+
+
+def octets(buf: bytes, pos: int, end: int, tag: int = OCTET_STRING) -> tuple[bytes, int]:
+    """An OCTET STRING (or one implicitly tagged ``tag``), primitive or BER-constructed, and
+    the next position."""
+    if pos < end and buf[pos] == tag:
+        return value(buf, pos, end, tag)
+    return _octets(buf, pos, end, tag, 0)
+
+
+def _octets(buf: bytes, pos: int, end: int, tag: int, depth: int) -> tuple[bytes, int]:
+    got, start, stop, after = _element(buf, pos, end, 0)
     if got == tag:
-        return cursor.buf[start:stop]
+        return buf[start:stop], after
     if got != tag | _CONSTRUCTED or depth >= _MAX_DEPTH:
         raise CmsRejected(Reason.MALFORMED, f"expected an octet string 0x{tag:02x}, "
                           f"found 0x{got:02x}")
-    chunks = Cursor(cursor.buf, start, stop)
     parts = []
-    while chunks.pos < chunks.end:
-        parts.append(_octets(chunks, OCTET_STRING, depth + 1))
-    return b"".join(parts)
+    while start < stop:
+        part, start = _octets(buf, start, stop, OCTET_STRING, depth + 1)
+        parts.append(part)
+    return b"".join(parts), after
 
 
-def algorithm(cursor: Cursor) -> tuple[bytes, Cursor]:
-    """Read an AlgorithmIdentifier: its OID contents and a cursor over its parameters."""
-    inner = cursor.enter(SEQUENCE)
-    oid = inner.value(OID)
-    return oid, inner
+def small_int(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A non-negative INTEGER that fits into four octets (such as a GCM ICV length) and the
+    next position."""
+    data, after = value(buf, pos, end, INTEGER)
+    if not 1 <= len(data) <= 4 or data[0] & 0x80:
+        raise CmsRejected(Reason.MALFORMED, "integer out of range")
+    return int.from_bytes(data, "big"), after
+
+
+def skip(buf: bytes, pos: int, end: int, tag: int) -> int:
+    """The position after the element at ``pos`` if it carries ``tag`` (an absent OPTIONAL is
+    fine), else ``pos``."""
+    if pos < end and buf[pos] == tag:
+        return _element(buf, pos, end, 0)[3]
+    return pos
+
+
+def trailing(pos: int) -> CmsRejected:
+    """The error for an element that does not end where its last expected part ends (raise it
+    when ``pos != end``)."""
+    return CmsRejected(Reason.MALFORMED, "unexpected data after the last element", offset=pos)
+
+
+def typed(buf: bytes, pos: int, end: int, tag: int = SEQUENCE) -> tuple[bytes, int, int, int]:
+    """An element tagged ``tag`` whose contents begin with an OBJECT IDENTIFIER (an
+    AlgorithmIdentifier, Attribute, EncapsulatedContentInfo or EncryptedContentInfo): ``(OID
+    contents, position after the OID, contents end, next position)``."""
+    if pos + 3 < end and buf[pos] == tag:
+        n = buf[pos + 1]
+        if n < 0x80:
+            start = pos + 2
+            stop = start + n
+        elif n == 0x82:
+            start = pos + 4
+            stop = start + (buf[pos + 2] << 8 | buf[pos + 3])
+        elif n == 0x81:
+            start = pos + 3
+            stop = start + buf[pos + 2]
+        else:
+            start = stop = end + 1
+        if start + 1 < stop <= end and buf[start] == OID and buf[start + 1] < 0x80:
+            after_oid = start + 2 + buf[start + 1]
+            if after_oid <= stop:
+                return buf[start + 2:after_oid], after_oid, stop, stop
+    start, stop, after = take(buf, pos, end, tag)
+    oid_contents, start = value(buf, start, stop, OID)
+    return oid_contents, start, stop, after
 
 
 def algorithm_name(encoding: bytes) -> str:
     """The dotted OID of an encoded AlgorithmIdentifier (for messages about it)."""
-    return dotted(algorithm(Cursor(encoding))[0])
+    return dotted(typed(encoding, 0, len(encoding))[0])
 
 
 # --------------------------------------------------------------------------- writer
@@ -254,7 +261,6 @@ def oid(dotted: str) -> bytes:
         raise UsageError(f"not an object identifier: {dotted!r}") from exc
 
 
-@lru_cache(maxsize=64)
 @lru_cache(maxsize=512)
 def dotted(contents: bytes) -> str:
     """The dotted form of OID contents read from a message (cached: a few OIDs recur)."""

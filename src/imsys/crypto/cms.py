@@ -86,7 +86,6 @@ from imsys.crypto._cms_der import (
     SEQUENCE,
     SET,
     UTC_TIME,
-    Cursor,
 )
 from imsys.crypto.primitives import (
     CURVES,
@@ -100,7 +99,7 @@ from imsys.crypto.primitives import (
     aes_key_wrap,
     check_public_key,
     curve_profile,
-    ecdsa_verify,
+    ecdsa_verifier,
     public_key_bytes,
     public_key_from_point,
     random_bytes,
@@ -222,6 +221,7 @@ class _Party:
     public_key: ec.EllipticCurvePublicKey | None  # None unless on a permitted curve
     profile: CurveProfile | None
     key_problem: str  # why public_key is None
+    verify: Callable[[bytes, bytes], None] | None  # ecdsa_verifier(public_key)
 
     def named_by(self, tag: int, value: bytes) -> bool:
         """Whether a SignerIdentifier / KeyAgreementRecipientIdentifier names this party."""
@@ -244,11 +244,12 @@ def _party(certificate_der: bytes) -> _Party:
         certificate = x509.load_der_x509_certificate(certificate_der)
     except (ValueError, x509.InvalidVersion) as exc:
         raise CmsRejected(Reason.MALFORMED, "unreadable certificate") from exc
-    tbs = Cursor(certificate_der).enter(SEQUENCE).enter(SEQUENCE)
-    tbs.skip(CTX_0)  # version
-    serial = tbs.raw(INTEGER)
-    tbs.take(SEQUENCE)  # signature algorithm
-    issuer = tbs.raw(SEQUENCE)
+    start, stop, _ = der.take(certificate_der, 0, len(certificate_der), SEQUENCE)
+    start, stop, _ = der.take(certificate_der, start, stop, SEQUENCE)  # tbsCertificate
+    pos = der.skip(certificate_der, start, stop, CTX_0)  # version
+    serial, pos = der.raw(certificate_der, pos, stop, INTEGER)
+    pos = der.take(certificate_der, pos, stop, SEQUENCE)[2]  # signature algorithm
+    issuer = der.raw(certificate_der, pos, stop, SEQUENCE)[0]
     try:
         key_id: bytes | None = certificate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier).value.digest
@@ -265,8 +266,11 @@ def _party(certificate_der: bytes) -> _Party:
         problem = "unsupported public key algorithm"
     except KeyRejected as exc:
         problem = exc.message
-    profile = None if public_key is None else curve_profile(public_key)
-    return _Party(certificate, issuer + serial, key_id, public_key, profile, problem)
+    profile = verify = None
+    if public_key is not None:
+        profile = curve_profile(public_key)
+        verify = ecdsa_verifier(public_key)
+    return _Party(certificate, issuer + serial, key_id, public_key, profile, problem, verify)
 
 
 _PARTY_BY_OBJECT: dict[int, tuple[x509.Certificate, _Party]] = {}
@@ -304,18 +308,20 @@ def _content_info(content_type: bytes, content: bytes) -> bytes:
     return der.sequence(der.tlv(OID, content_type), der.tlv(CTX_0, content))
 
 
-def _read_content_info(data: bytes, max_size: int) -> tuple[bytes, Cursor]:
-    """The content type of a ContentInfo and a cursor over its (explicitly tagged) content."""
-    if len(data) > max_size:
-        raise CmsRejected(Reason.MALFORMED, "message exceeds the size limit", size=len(data),
+def _read_content_info(data: bytes, max_size: int) -> tuple[bytes, int, int]:
+    """The content type of a ContentInfo and the bounds of its (explicitly tagged) content."""
+    end = len(data)
+    if end > max_size:
+        raise CmsRejected(Reason.MALFORMED, "message exceeds the size limit", size=end,
                           max_size=max_size)
-    top = Cursor(data)
-    info = top.enter(SEQUENCE)
-    top.finish()
-    content_type = info.value(OID)
-    content = info.enter(CTX_0)
-    info.finish()
-    return content_type, content
+    start, stop, pos = der.take(data, 0, end, SEQUENCE)
+    if pos != end:
+        raise der.trailing(pos)
+    content_type, pos = der.value(data, start, stop, OID)
+    start, end, pos = der.take(data, pos, stop, CTX_0)
+    if pos != stop:
+        raise der.trailing(pos)
+    return content_type, start, end
 
 
 def _encode_time(when: datetime) -> bytes:
@@ -327,11 +333,15 @@ def _encode_time(when: datetime) -> bytes:
     return der.tlv(GENERALIZED_TIME, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
-def _decode_time(values: Cursor) -> datetime:
-    """A signingTime value: UTCTime or GeneralizedTime in the DER form RFC 5652 prescribes."""
-    tag = values.peek()
-    text = values.value(tag) if tag in (UTC_TIME, GENERALIZED_TIME) else b""
-    values.finish()
+def _decode_time(buf: bytes, pos: int, end: int) -> datetime:
+    """The value of a signingTime attribute (the contents of its SET at ``pos:end``): UTCTime
+    or GeneralizedTime in the DER form RFC 5652 prescribes."""
+    tag = buf[pos] if pos < end else -1
+    text = b""
+    if tag in (UTC_TIME, GENERALIZED_TIME):
+        text, pos = der.value(buf, pos, end, tag)
+    if pos != end:
+        raise der.trailing(pos)
     if tag == UTC_TIME and len(text) == 13:
         text = (b"20" if text[:2] < b"50" else b"19") + text
     elif tag == UTC_TIME:
@@ -408,38 +418,40 @@ def sign(content: bytes, signer: KeyHandle, certificate: x509.Certificate, *,
         extra_certificates=extra_certificates, signing_time=signing_time))
 
 
-class _SignerInfo(NamedTuple):
-    sid_tag: int
-    sid: bytes
-    digest: bytes  # digestAlgorithm, encoded
-    signed_attrs: bytes | None  # the [0] element as received
-    signature_algorithm: bytes  # encoded
-    signature: bytes
+#: A SignerInfo as read: (sid tag, sid contents, digestAlgorithm encoded, the signedAttrs [0]
+#: element as received or None, signatureAlgorithm encoded, signature). A plain tuple: a
+#: NamedTuple costs a Python-level constructor call per message.
+_SignerInfo: TypeAlias = tuple[int, bytes, bytes, bytes | None, bytes, bytes]
 
 
-def _read_signer_info(info: Cursor) -> _SignerInfo:
-    info.take(INTEGER)  # version: 1 for IssuerAndSerialNumber, 3 for subjectKeyIdentifier
-    sid_tag, start, stop = info.next()
+def _read_signer_info(buf: bytes, pos: int, end: int) -> _SignerInfo:
+    """The SignerInfo whose contents are ``buf[pos:end]``."""
+    pos = der.take(buf, pos, end, INTEGER)[2]  # version: 1 for IssuerAndSerialNumber, 3 for SKI
+    sid_tag, start, stop, pos = der.element(buf, pos, end)
     if sid_tag not in (SEQUENCE, CTX_0_PRIMITIVE):
         raise CmsRejected(Reason.MALFORMED, "unknown SignerIdentifier")
-    digest = info.raw(SEQUENCE)
-    signed_attrs = info.raw(_SIGNED_ATTRS) if info.peek() == _SIGNED_ATTRS else None
-    signature_algorithm = info.raw(SEQUENCE)
-    signature = info.value(OCTET_STRING)
-    info.skip(CTX_1)  # unsignedAttrs
-    info.finish()
-    return _SignerInfo(sid_tag, info.buf[start:stop], digest, signed_attrs, signature_algorithm,
-                       signature)
+    digest, pos = der.raw(buf, pos, end, SEQUENCE)
+    signed_attrs = None
+    if pos < end and buf[pos] == _SIGNED_ATTRS:
+        signed_attrs, pos = der.raw(buf, pos, end, _SIGNED_ATTRS)
+    signature_algorithm, pos = der.raw(buf, pos, end, SEQUENCE)
+    signature, pos = der.value(buf, pos, end, OCTET_STRING)
+    pos = der.skip(buf, pos, end, CTX_1)  # unsignedAttrs
+    if pos != end:
+        raise der.trailing(pos)
+    return sid_tag, buf[start:stop], digest, signed_attrs, signature_algorithm, signature
 
 
-def _select_signer(infos: Cursor, expected: _Party | None) -> _SignerInfo:
-    """The SignerInfo of ``expected`` or, if none is named, the one and only SignerInfo."""
+def _select_signer(buf: bytes, pos: int, end: int, expected: _Party | None) -> _SignerInfo:
+    """The SignerInfo of ``expected`` or, if none is named, the one and only SignerInfo (in
+    the SET OF SignerInfo whose contents are ``buf[pos:end]``)."""
     found = []
-    while infos.pos < infos.end:
-        info = _read_signer_info(infos.enter(SEQUENCE))
+    while pos < end:
+        start, stop, pos = der.take(buf, pos, end, SEQUENCE)
+        info = _read_signer_info(buf, start, stop)
         if expected is None:
             found.append(info)
-        elif expected.named_by(info.sid_tag, info.sid):
+        elif expected.named_by(info[0], info[1]):
             return info
     if expected is not None:
         raise CmsRejected(Reason.SIGNER_MISMATCH, "the message is not signed by the expected "
@@ -452,79 +464,89 @@ def _select_signer(infos: Cursor, expected: _Party | None) -> _SignerInfo:
 
 def _read_signed_attributes(raw: bytes) -> tuple[bytes, bytes, datetime | None]:
     """contentType, messageDigest and signingTime (if any) from the signed attributes."""
-    attrs = Cursor(raw).enter(_SIGNED_ATTRS)
-    seen: dict[bytes, Cursor] = {}
-    while attrs.pos < attrs.end:
-        attr = attrs.enter(SEQUENCE)
-        attr_type = attr.value(OID)
-        values = attr.enter(SET)
-        attr.finish()
+    pos, end = der.take(raw, 0, len(raw), _SIGNED_ATTRS)[:2]
+    seen: dict[bytes, tuple[int, int]] = {}  # attribute type → bounds of its SET's contents
+    while pos < end:
+        attr_type, start, stop, pos = der.typed(raw, pos, end)
+        values_start, values_stop, start = der.take(raw, start, stop, SET)
+        if start != stop:
+            raise der.trailing(start)
         if attr_type in seen:
             raise CmsRejected(Reason.MALFORMED, "duplicate signed attribute",
                               attribute=der.dotted(attr_type))
-        seen[attr_type] = values
+        seen[attr_type] = values_start, values_stop
     content_type = seen.get(_ATTR_CONTENT_TYPE)
     digest = seen.get(_ATTR_MESSAGE_DIGEST)
     if content_type is None or digest is None:
         raise CmsRejected(Reason.MALFORMED, "signed attributes lack contentType or messageDigest")
-    econtent_type = content_type.value(OID)
-    content_type.finish()
-    message_digest = digest.value(OCTET_STRING)
-    digest.finish()
+    start, stop = content_type
+    econtent_type, start = der.value(raw, start, stop, OID)
+    if start != stop:
+        raise der.trailing(start)
+    start, stop = digest
+    message_digest, start = der.value(raw, start, stop, OCTET_STRING)
+    if start != stop:
+        raise der.trailing(start)
     time = seen.get(_ATTR_SIGNING_TIME)
-    return econtent_type, message_digest, None if time is None else _decode_time(time)
+    return econtent_type, message_digest, None if time is None else _decode_time(raw, *time)
 
 
 _HASHLIB = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 
-def _verify_signed_data(body: Cursor, signer_certificate: x509.Certificate | None,
+def _verify_signed_data(buf: bytes, pos: int, end: int,
+                        signer_certificate: x509.Certificate | None,
                         detached_content: bytes | None) -> Verified:
-    """Verify the SignedData that is the only element left in ``body``."""
-    signed = body.enter(SEQUENCE)
-    body.finish()
-    buf = signed.buf
-    signed.take(INTEGER)  # version
-    signed.take(SET)  # digestAlgorithms: the SignerInfo names the one that counts
-    encap = signed.enter(SEQUENCE)
-    econtent_type = encap.value(OID)
+    """Verify the SignedData that is the only element in ``buf[pos:end]``."""
+    start, stop, pos = der.take(buf, pos, end, SEQUENCE)
+    if pos != end:
+        raise der.trailing(pos)
+    end = stop
+    pos = der.take(buf, start, end, INTEGER)[2]  # version
+    pos = der.take(buf, pos, end, SET)[2]  # digestAlgorithms: the SignerInfo names the one
+    econtent_type, start, stop, pos = der.typed(buf, pos, end)  # encapContentInfo
     econtent = None
-    if encap.peek() == CTX_0:
-        wrapper = encap.enter(CTX_0)
-        econtent = wrapper.octets()
-        wrapper.finish()
-    encap.finish()
+    if start < stop and buf[start] == CTX_0:
+        inner, inner_stop, start = der.take(buf, start, stop, CTX_0)
+        econtent, inner = der.octets(buf, inner, inner_stop)
+        if inner != inner_stop:
+            raise der.trailing(inner)
+    if start != stop:
+        raise der.trailing(start)
     certificates: list[tuple[int, int]] = []
-    if signed.peek() == CTX_0:
-        choices = signed.enter(CTX_0)
-        while choices.pos < choices.end:
-            begin = choices.pos
-            if choices.next()[0] == SEQUENCE:  # other CertificateChoices are not X.509
-                certificates.append((begin, choices.pos))
-    signed.skip(CTX_1)  # crls
-    infos = signed.enter(SET)
-    signed.finish()
+    if pos < end and buf[pos] == CTX_0:
+        start, stop, pos = der.take(buf, pos, end, CTX_0)
+        while start < stop:
+            tag, _, _, after = der.element(buf, start, stop)
+            if tag == SEQUENCE:  # other CertificateChoices are not X.509
+                certificates.append((start, after))
+            start = after
+    pos = der.skip(buf, pos, end, CTX_1)  # crls
+    start, stop, pos = der.take(buf, pos, end, SET)  # signerInfos
+    if pos != end:
+        raise der.trailing(pos)
 
     expected = None if signer_certificate is None else _party_of(signer_certificate)
-    info = _select_signer(infos, expected)
+    sid_tag, sid, digest_algorithm, signed_attrs, signature_algorithm, signature = (
+        _select_signer(buf, start, stop, expected))
     if expected is None:
-        for begin, end in certificates:
-            candidate = _party(buf[begin:end])
-            if candidate.named_by(info.sid_tag, info.sid):
+        for begin, after in certificates:
+            candidate = _party(buf[begin:after])
+            if candidate.named_by(sid_tag, sid):
                 expected = candidate
                 break
         else:
             raise CmsRejected(Reason.SIGNER_MISMATCH, "the signer's certificate is neither "
                               "in the message nor given")
 
-    key, profile = expected.key()
+    profile = expected.key()[1]
     hash_name = profile.hash.name
-    if _DIGEST_NAME.get(info.digest) != hash_name:
+    if _DIGEST_NAME.get(digest_algorithm) != hash_name:
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, f"digest must be {hash_name} for the "
-                          "signer's curve", algorithm=der.algorithm_name(info.digest))
-    if _ECDSA_NAME.get(info.signature_algorithm) != hash_name:
+                          "signer's curve", algorithm=der.algorithm_name(digest_algorithm))
+    if _ECDSA_NAME.get(signature_algorithm) != hash_name:
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, f"signature must be ECDSA with "
-                          f"{hash_name}", algorithm=der.algorithm_name(info.signature_algorithm))
+                          f"{hash_name}", algorithm=der.algorithm_name(signature_algorithm))
 
     if econtent is None:
         if detached_content is None:
@@ -538,23 +560,24 @@ def _verify_signed_data(body: Cursor, signer_certificate: x509.Certificate | Non
     digest = _HASHLIB[hash_name](content).digest()
 
     signing_time = None
-    if info.signed_attrs is None:
+    if signed_attrs is None:
         if econtent_type != _DATA:
             raise CmsRejected(Reason.MALFORMED, "signed attributes are required for content "
                               "other than id-data")
         signed_bytes = content
     else:
-        attr_content_type, message_digest, signing_time = _read_signed_attributes(
-            info.signed_attrs)
+        attr_content_type, message_digest, signing_time = _read_signed_attributes(signed_attrs)
         if attr_content_type != econtent_type:
             raise CmsRejected(Reason.TAMPERED, "contentType attribute differs from the "
                               "encapsulated content type")
         if not hmac.compare_digest(message_digest, digest):
             raise CmsRejected(Reason.TAMPERED, "messageDigest does not match the content")
-        signed_bytes = bytes((SET,)) + info.signed_attrs[1:]
-    ecdsa_verify(key, info.signature, signed_bytes)
+        signed_bytes = bytes((SET,)) + signed_attrs[1:]
     certificate = expected.certificate if signer_certificate is None else signer_certificate
-    return Verified(content, der.dotted(econtent_type), certificate, signing_time)
+    # built before the verification, which leaves the caches cold for whatever follows it
+    verified = Verified(content, der.dotted(econtent_type), certificate, signing_time)
+    expected.verify(signature, signed_bytes)  # type: ignore[misc]  # not None: key() passed
+    return verified
 
 
 def verify(data: bytes, *, signer_certificate: x509.Certificate | None = None,
@@ -566,11 +589,11 @@ def verify(data: bytes, *, signer_certificate: x509.Certificate | None = None,
     without, the signer's certificate must be in the message. ``detached_content`` is required
     exactly when the message does not carry its content.
     """
-    content_type, body = _read_content_info(data, max_size)
+    content_type, start, end = _read_content_info(data, max_size)
     if content_type != _SIGNED_DATA:
         raise CmsRejected(Reason.WRONG_CONTENT_TYPE, "not a SignedData",
                           content_type=der.dotted(content_type))
-    return _verify_signed_data(body, signer_certificate, detached_content)
+    return _verify_signed_data(data, start, end, signer_certificate, detached_content)
 
 
 # --------------------------------------------------------------------------- enveloping
@@ -588,7 +611,7 @@ def _shared_info(wrap_algorithm: bytes, ukm: bytes | None, kek_length: int) -> b
 class _Scheme(NamedTuple):
     """A key encryption algorithm: KDF scheme and key wrap."""
 
-    kdf_hash: type[hashes.HashAlgorithm]
+    kdf_hash: hashes.HashAlgorithm  # shared: hash algorithm objects hold no state
     wrap_algorithm: bytes  # the key wrap's AlgorithmIdentifier, keyInfo of the SharedInfo
     kek_length: int
     shared_info: bytes  # the SharedInfo when there is no ukm
@@ -596,7 +619,7 @@ class _Scheme(NamedTuple):
 
 #: Key encryption AlgorithmIdentifiers (a KDF scheme with its key wrap as parameter) accepted.
 _KEY_ENCRYPTION = {
-    der.algorithm_id(kdf, wrap): _Scheme(kdf_hash, wrap, length,
+    der.algorithm_id(kdf, wrap): _Scheme(kdf_hash(), wrap, length,
                                          _shared_info(wrap, None, length))
     for kdf, kdf_hash in _KDF_HASH.items() for wrap, length in _WRAP_LENGTH.items()
 }
@@ -669,35 +692,41 @@ class _KeyAgreement(NamedTuple):
 
     point: bytes  # the originator's ephemeral public key
     curve: str | None  # the curve it names, if any
-    kdf_hash: type[hashes.HashAlgorithm]
+    kdf_hash: hashes.HashAlgorithm
     shared_info: bytes
     kek_length: int
     encrypted_key: bytes
 
 
-def _read_key_agreement(kari: Cursor, recipient: _Party) -> _KeyAgreement | None:
-    """The key agreement for ``recipient`` in a KeyAgreeRecipientInfo, or None."""
-    kari.take(INTEGER)  # version 3
-    originator = kari.enter(CTX_0)
-    tag, start, stop = originator.next()
-    originator.finish()
+def _read_key_agreement(buf: bytes, pos: int, end: int,
+                        recipient: _Party) -> _KeyAgreement | None:
+    """The key agreement for ``recipient`` in the KeyAgreeRecipientInfo whose contents are
+    ``buf[pos:end]``, or None."""
+    pos = der.take(buf, pos, end, INTEGER)[2]  # version 3
+    start, stop, pos = der.take(buf, pos, end, CTX_0)  # originator
+    tag, key_start, key_stop, start = der.element(buf, start, stop)
+    if start != stop:
+        raise der.trailing(start)
     ukm = None
-    if kari.peek() == CTX_1:
-        ukm_wrapper = kari.enter(CTX_1)
-        ukm = ukm_wrapper.octets()
-        ukm_wrapper.finish()
-    key_encryption = kari.raw(SEQUENCE)
-    keys = kari.enter(SEQUENCE)
-    kari.finish()
-    while keys.pos < keys.end:
-        entry = keys.enter(SEQUENCE)
-        rid_tag, rid_start, rid_stop = entry.next()
-        encrypted_key = entry.value(OCTET_STRING)
-        entry.finish()
+    if pos < end and buf[pos] == CTX_1:
+        start, stop, pos = der.take(buf, pos, end, CTX_1)
+        ukm, start = der.octets(buf, start, stop)
+        if start != stop:
+            raise der.trailing(start)
+    key_encryption, pos = der.raw(buf, pos, end, SEQUENCE)
+    start, stop, pos = der.take(buf, pos, end, SEQUENCE)  # recipientEncryptedKeys
+    if pos != end:
+        raise der.trailing(pos)
+    while start < stop:
+        entry, entry_stop, start = der.take(buf, start, stop, SEQUENCE)
+        rid_tag, rid_start, rid_stop, entry = der.element(buf, entry, entry_stop)
+        encrypted_key, entry = der.value(buf, entry, entry_stop, OCTET_STRING)
+        if entry != entry_stop:
+            raise der.trailing(entry)
         if rid_tag == CTX_0:  # rKeyId: RecipientKeyIdentifier
-            rid = Cursor(entry.buf, rid_start, rid_stop).value(OCTET_STRING)
+            rid = der.value(buf, rid_start, rid_stop, OCTET_STRING)[0]
         elif rid_tag == SEQUENCE:
-            rid = entry.buf[rid_start:rid_stop]
+            rid = buf[rid_start:rid_stop]
         else:
             raise CmsRejected(Reason.MALFORMED, "unknown KeyAgreementRecipientIdentifier")
         if recipient.named_by(rid_tag, rid):
@@ -708,25 +737,26 @@ def _read_key_agreement(kari: Cursor, recipient: _Party) -> _KeyAgreement | None
     if tag != CTX_1:
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "static originator key (only "
                           "ephemeral-static ECDH is supported)")
-    public_key = Cursor(kari.buf, start, stop)
-    algorithm = public_key.raw(SEQUENCE)
-    bits = public_key.value(BIT_STRING)
-    public_key.finish()
+    algorithm, key_start = der.raw(buf, key_start, key_stop, SEQUENCE)
+    bits, key_start = der.value(buf, key_start, key_stop, BIT_STRING)
+    if key_start != key_stop:
+        raise der.trailing(key_start)
     if bits[:1] != b"\x00":
         raise CmsRejected(Reason.MALFORMED, "originator key is not a whole-octet bit string")
     if algorithm not in _ORIGINATOR_KEY:
-        if der.algorithm(Cursor(algorithm))[0] == _EC_PUBLIC_KEY:
+        if der.typed(algorithm, 0, len(algorithm))[0] == _EC_PUBLIC_KEY:
             raise CmsRejected(Reason.WRONG_CURVE, "originator key is not on a permitted curve")
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "originator key is not an EC key",
                           algorithm=der.algorithm_name(algorithm))
     scheme = _KEY_ENCRYPTION.get(key_encryption)
     if scheme is None:
-        kdf, params = der.algorithm(Cursor(key_encryption))
+        kdf, start, stop, _ = der.typed(key_encryption, 0, len(key_encryption))
         if kdf not in _KDF_HASH:
             raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "unsupported key agreement scheme",
                               algorithm=der.dotted(kdf))
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "unsupported key wrap",
-                          algorithm=der.algorithm_name(params.raw(SEQUENCE)))
+                          algorithm=der.algorithm_name(
+                              der.raw(key_encryption, start, stop, SEQUENCE)[0]))
     shared_info = (scheme.shared_info if ukm is None
                    else _shared_info(scheme.wrap_algorithm, ukm, scheme.kek_length))
     return _KeyAgreement(bits[1:], _ORIGINATOR_KEY[algorithm], scheme.kdf_hash, shared_info,
@@ -740,7 +770,7 @@ def _unwrap(agreement: _KeyAgreement, key: KeyHandle, profile: CurveProfile) -> 
         raise CmsRejected(Reason.WRONG_CURVE, "originator key is not on the recipient's curve",
                           curve=agreement.curve)
     shared = key.exchange(public_key_from_point(profile.name, agreement.point))
-    kek = x963_kdf(shared, agreement.kek_length, agreement.shared_info, agreement.kdf_hash())
+    kek = x963_kdf(shared, agreement.kek_length, agreement.shared_info, agreement.kdf_hash)
     try:
         return keywrap.aes_key_unwrap(kek, agreement.encrypted_key)
     except (keywrap.InvalidUnwrap, ValueError) as exc:
@@ -748,29 +778,35 @@ def _unwrap(agreement: _KeyAgreement, key: KeyHandle, profile: CurveProfile) -> 
                           "encrypted key)") from exc
 
 
-def _content_decryption(algorithm: bytes, params: Cursor, ciphertext: bytes,
-                        tag: bytes | None, aad: bytes) -> tuple[int, Callable[[bytes], bytes]]:
-    """Key length and decryption of the content; AES-GCM with a ``tag``, AES-CBC without."""
+def _content_decryption(algorithm: bytes, buf: bytes, pos: int, end: int,
+                        tag: bytes | None) -> tuple[int, bytes]:
+    """Key length and nonce (AES-GCM, with a ``tag``) or IV (AES-CBC, without) of the content
+    encryption ``algorithm`` whose parameters are ``buf[pos:end]``."""
     if tag is not None:
         key_length = _GCM_LENGTH.get(algorithm)
         if key_length is None:
             raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "unsupported authenticated content "
                               "encryption", algorithm=der.dotted(algorithm))
-        gcm = params.enter(SEQUENCE)
-        params.finish()
-        nonce = gcm.value(OCTET_STRING)
-        icv_length = gcm.small_int() if gcm.peek() == INTEGER else 12
-        gcm.finish()
+        start, stop, pos = der.take(buf, pos, end, SEQUENCE)  # GCMParameters
+        if pos != end:
+            raise der.trailing(pos)
+        nonce, start = der.value(buf, start, stop, OCTET_STRING)
+        icv_length = 12
+        if start < stop and buf[start] == INTEGER:
+            icv_length, start = der.small_int(buf, start, stop)
+        if start != stop:
+            raise der.trailing(start)
         if not 12 <= icv_length <= 16 or len(tag) != icv_length:
             raise CmsRejected(Reason.MALFORMED, "GCM tag length does not match its parameter")
-        return key_length, lambda cek: aes_gcm_decrypt(cek, nonce, ciphertext, tag, aad)
+        return key_length, nonce
     key_length = _CBC_LENGTH.get(algorithm)
     if key_length is None:
         raise CmsRejected(Reason.UNSUPPORTED_ALGORITHM, "unsupported content encryption",
                           algorithm=der.dotted(algorithm))
-    iv = params.value(OCTET_STRING)
-    params.finish()
-    return key_length, lambda cek: aes_cbc_decrypt(cek, iv, ciphertext)
+    iv, pos = der.value(buf, pos, end, OCTET_STRING)
+    if pos != end:
+        raise der.trailing(pos)
+    return key_length, iv
 
 
 def _open_envelope(data: bytes, key: KeyHandle, certificate: x509.Certificate,
@@ -779,38 +815,44 @@ def _open_envelope(data: bytes, key: KeyHandle, certificate: x509.Certificate,
 
     The whole structure is read and its algorithms checked before the ECDH.
     """
-    content_type, body = _read_content_info(data, max_size)
+    content_type, pos, end = _read_content_info(data, max_size)
     if content_type not in (_AUTH_ENVELOPED_DATA, _ENVELOPED_DATA):
         raise CmsRejected(Reason.WRONG_CONTENT_TYPE, "not an (Auth)EnvelopedData",
                           content_type=der.dotted(content_type))
-    envelope = body.enter(SEQUENCE)
-    body.finish()
-    envelope.take(INTEGER)  # version
-    envelope.skip(CTX_0)  # originatorInfo
+    pos, stop, after = der.take(data, pos, end, SEQUENCE)
+    if after != end:
+        raise der.trailing(after)
+    end = stop
+    pos = der.take(data, pos, end, INTEGER)[2]  # version
+    pos = der.skip(data, pos, end, CTX_0)  # originatorInfo
     recipient = _party_of(certificate)
-    infos = envelope.enter(SET)
+    start, stop, pos = der.take(data, pos, end, SET)  # recipientInfos
     agreement = None
-    while agreement is None and infos.pos < infos.end:
-        tag, start, stop = infos.next()
+    while agreement is None and start < stop:
+        tag, info_start, info_stop, start = der.element(data, start, stop)
         if tag == CTX_1:  # kari; ktri, kekri, pwri and ori cannot address an EC key
-            agreement = _read_key_agreement(Cursor(infos.buf, start, stop), recipient)
-    encrypted = envelope.enter(SEQUENCE)
-    inner_type = encrypted.value(OID)
-    algorithm, params = der.algorithm(encrypted)
-    if encrypted.peek() == -1:
+            agreement = _read_key_agreement(data, info_start, info_stop, recipient)
+    inner_type, start, stop, pos = der.typed(data, pos, end)  # encryptedContentInfo
+    algorithm, params_start, params_stop, start = der.typed(data, start, stop)
+    if start >= stop:
         raise CmsRejected(Reason.MALFORMED, "encrypted content is absent")
-    ciphertext = encrypted.octets(CTX_0_PRIMITIVE)
-    encrypted.finish()
+    ciphertext, start = der.octets(data, start, stop, CTX_0_PRIMITIVE)
+    if start != stop:
+        raise der.trailing(start)
     if content_type == _AUTH_ENVELOPED_DATA:
-        auth_attrs = envelope.raw(CTX_1) if envelope.peek() == CTX_1 else None
-        mac: bytes | None = envelope.value(OCTET_STRING)
-        envelope.skip(CTX_2)  # unauthAttrs
+        auth_attrs = None
+        if pos < end and data[pos] == CTX_1:
+            auth_attrs, pos = der.raw(data, pos, end, CTX_1)
+        mac: bytes | None
+        mac, pos = der.value(data, pos, end, OCTET_STRING)
+        pos = der.skip(data, pos, end, CTX_2)  # unauthAttrs
     else:
         auth_attrs = mac = None
-        envelope.skip(CTX_1)  # unprotectedAttrs
-    envelope.finish()
+        pos = der.skip(data, pos, end, CTX_1)  # unprotectedAttrs
+    if pos != end:
+        raise der.trailing(pos)
     aad = b"" if auth_attrs is None else bytes((SET,)) + auth_attrs[1:]  # RFC 5083 §2.2
-    key_length, decrypt_content = _content_decryption(algorithm, params, ciphertext, mac, aad)
+    key_length, nonce = _content_decryption(algorithm, data, params_start, params_stop, mac)
     if agreement is None:
         raise CmsRejected(Reason.WRONG_RECIPIENT, "no recipient entry for this certificate",
                           serial=certificate.serial_number)
@@ -818,7 +860,9 @@ def _open_envelope(data: bytes, key: KeyHandle, certificate: x509.Certificate,
     cek = _unwrap(agreement, key, recipient.key()[1])
     if len(cek) != key_length:
         raise CmsRejected(Reason.MALFORMED, "content-encryption key has the wrong length")
-    return inner_type, decrypt_content(cek)
+    if mac is None:
+        return inner_type, aes_cbc_decrypt(cek, nonce, ciphertext)
+    return inner_type, aes_gcm_decrypt(cek, nonce, ciphertext, mac, aad)
 
 
 def decrypt(data: bytes, key: KeyHandle, certificate: x509.Certificate, *,
@@ -863,10 +907,10 @@ def open_sealed(data: bytes, key: KeyHandle, certificate: x509.Certificate, *,
     """
     inner_type, plaintext = _open_envelope(data, key, certificate, max_size)
     if inner_type == _SIGNED_DATA:
-        body = Cursor(plaintext)
+        start, end = 0, len(plaintext)
     elif inner_type == _DATA:
         try:
-            wrapped_type, body = _read_content_info(plaintext, max_size)
+            wrapped_type, start, end = _read_content_info(plaintext, max_size)
         except CmsRejected as exc:
             raise CmsRejected(Reason.WRONG_CONTENT_TYPE, "encrypted data is not a "
                               "ContentInfo(SignedData)") from exc
@@ -876,4 +920,4 @@ def open_sealed(data: bytes, key: KeyHandle, certificate: x509.Certificate, *,
     else:
         raise CmsRejected(Reason.WRONG_CONTENT_TYPE, "encrypted content is not signed",
                           content_type=der.dotted(inner_type))
-    return _verify_signed_data(body, signer_certificate, None)
+    return _verify_signed_data(plaintext, start, end, signer_certificate, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -157,6 +158,22 @@ def ecdsa_verify(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: 
         raise KeyRejected(Reason.BAD_SIGNATURE, "ECDSA signature does not verify") from exc
 
 
+def ecdsa_verifier(public_key: ec.EllipticCurvePublicKey) -> Callable[[bytes, bytes], None]:
+    """``verify(signature, data)`` for one key: :func:`ecdsa_verify` with the key checked and
+    the algorithm built once (for keys that verify message after message, such as a signer
+    certificate's). ``KeyRejected(WRONG_CURVE)`` here if the key is refused."""
+    algorithm = ec.ECDSA(_public_profile(public_key).hash())
+    check = public_key.verify
+
+    def verify(signature: bytes, data: bytes) -> None:
+        try:
+            check(signature, data, algorithm)
+        except (InvalidSignature, ValueError) as exc:
+            raise KeyRejected(Reason.BAD_SIGNATURE, "ECDSA signature does not verify") from exc
+
+    return verify
+
+
 def raw_to_der_signature(raw: bytes) -> bytes:
     """PKCS#11 returns r||s; CMS and X.509 want DER ``Ecdsa-Sig-Value``."""
     if len(raw) % 2:
@@ -194,12 +211,14 @@ def x963_kdf(shared_secret: bytes, length: int, shared_info: bytes = b"",
     1): building cryptography's X963KDF object cost more than the hashing itself, once per
     opened message. Other hashes go through cryptography; a test checks both agree.
     """
-    name = (hash_algorithm or _SHA256).name
-    if name in _HASHLIB_SHA2:
-        new = _HASHLIB_SHA2[name]
-        blocks = []
-        produced = 0
-        counter = 1
+    new = _HASHLIB_SHA2.get((hash_algorithm or _SHA256).name)
+    if new is not None:
+        block = new(shared_secret + b"\0\0\0\1" + shared_info).digest()
+        if length <= len(block):  # one block: CMS key-encryption keys, all TR-03109 KEKs
+            return block[:length]
+        blocks = [block]
+        produced = len(block)
+        counter = 2
         while produced < length:
             block = new(shared_secret + counter.to_bytes(4, "big") + shared_info).digest()
             blocks.append(block)
@@ -236,7 +255,8 @@ def aes_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b""
 def aes_gcm_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, tag: bytes,
                     aad: bytes = b"") -> bytes:
     """AES-GCM decryption; ``CmsRejected(TAMPERED)`` if the tag does not match."""
-    _check_aes_key(key)
+    if len(key) not in (16, 32):  # _check_aes_key, inline: CMS opens call this per message
+        _check_aes_key(key)
     try:
         if len(tag) == 16:
             return AESGCM(key).decrypt(nonce, ciphertext + tag, aad or None)
@@ -427,9 +447,18 @@ def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
                             serialization.PublicFormat.UncompressedPoint)
 
 
+#: One curve object per permitted curve, shared by the keys decoded from points (curve objects
+#: hold no state).
+_CURVE_OBJECTS: dict[str, ec.EllipticCurve] = {name: c.curve() for name, c in CURVES.items()}
+
+
 def public_key_from_point(curve: str, point: bytes) -> ec.EllipticCurvePublicKey:
-    profile = curve_profile(curve)
+    """The public key of an encoded point (SEC1, uncompressed or compressed) on a permitted
+    curve; ``KeyRejected(MALFORMED)`` if the point is not on it."""
+    curve_object = _CURVE_OBJECTS.get(curve) if type(curve) is str else None
+    if curve_object is None:
+        curve_object = curve_profile(curve).curve()
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(profile.curve(), point)
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve_object, point)
     except ValueError as exc:
         raise KeyRejected(Reason.MALFORMED, f"invalid point on {curve}") from exc

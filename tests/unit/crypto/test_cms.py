@@ -615,3 +615,58 @@ def test_open_rejects_the_wrong_signer_recipient_and_tampering(
         cms.open_sealed(flip_inside(message, tag), *emt_enc)
     with rejected(Reason.TRUNCATED):
         cms.open_sealed(message[:-1], *emt_enc)
+
+
+# --------------------------------------------------------------------------- caches
+
+
+def _twins(ca_key: ec.EllipticCurvePrivateKey,
+           ca_certificate: x509.Certificate) -> tuple[Identity, Identity]:
+    """Two identities whose certificates name the same issuer, subject and serial number and
+    encode to the same length (as a misissued or forged pair would): only the keys differ."""
+    def identity() -> Identity:
+        key = SoftwareKey.generate("brainpoolP256r1")
+        certificate = (x509.CertificateBuilder()
+                       .subject_name(ca_certificate.subject).issuer_name(ca_certificate.subject)
+                       .public_key(key.public_key()).serial_number(0x7417)
+                       .not_valid_before(SIGNING_TIME).not_valid_after(SIGNING_TIME)
+                       .sign(ca_key, hashes.SHA256()))
+        return key, certificate
+
+    first = identity()
+    size = len(first[1].public_bytes(serialization.Encoding.DER))
+    for _ in range(100):
+        second = identity()
+        if len(second[1].public_bytes(serialization.Encoding.DER)) == size:
+            return first, second
+    raise AssertionError("no pair of certificates of equal length")
+
+
+def test_per_certificate_caches_do_not_confuse_certificates(
+        ca_key: ec.EllipticCurvePrivateKey, ca_certificate: x509.Certificate,
+        emt_enc: Identity) -> None:
+    (key_a, certificate_a), (key_b, certificate_b) = _twins(ca_key, ca_certificate)
+    der_a, der_b = (c.public_bytes(serialization.Encoding.DER)
+                    for c in (certificate_a, certificate_b))
+    signed_a = cms.sign(DOCUMENT, key_a, certificate_a)
+    signed_b = cms.sign(DOCUMENT, key_b, certificate_b)
+
+    for _ in range(2):  # the second round meets every cache filled
+        assert cms.verify(signed_a).signer_certificate == certificate_a
+        assert cms.verify(signed_b).signer_certificate == certificate_b
+        assert cms.verify(signed_b, signer_certificate=certificate_b).content == DOCUMENT
+        # the SignerInfo names both (same issuer and serial); only B's key verifies B's signature
+        with rejected(Reason.BAD_SIGNATURE, KeyRejected):
+            cms.verify(signed_b, signer_certificate=certificate_a)
+        with rejected(Reason.BAD_SIGNATURE, KeyRejected):
+            cms.verify(replace_once(signed_b, der_b, der_a))
+        sealed = cms.seal(DOCUMENT, key_b, certificate_b, [emt_enc[1]])
+        assert cms.open_sealed(sealed, *emt_enc).signer_certificate == certificate_b
+        with rejected(Reason.BAD_SIGNATURE, KeyRejected):
+            cms.open_sealed(sealed, *emt_enc, signer_certificate=certificate_a)
+
+    # recipients: the entry names both; B's key cannot unwrap what was wrapped for A
+    message = cms.encrypt(DOCUMENT, [certificate_a])
+    assert cms.decrypt(message, key_a, certificate_a).content == DOCUMENT
+    with rejected(Reason.WRONG_RECIPIENT):
+        cms.decrypt(message, key_b, certificate_b)
