@@ -10,7 +10,14 @@ from test_sml_frames import FRAMES
 
 from imsys.core.errors import UsageError
 from imsys.lmn.errors import LmnReason, SmlRejected
-from imsys.lmn.sml import SmlFile, SmlStreamDecoder, decode_frame
+from imsys.lmn.sml import (
+    OpenResponse,
+    SmlFile,
+    SmlMessage,
+    SmlStreamDecoder,
+    decode_frame,
+    encode_frame,
+)
 from imsys.lmn.sml.transport import ESC, START
 
 GOOD = FRAMES["smllib-frame2-hly"]
@@ -108,3 +115,17 @@ def test_oversized_complete_frame_is_refused() -> None:
     got = _drain(dec)
     assert got and all(isinstance(g, SmlRejected) for g in got)
     assert dec.peak_buffered <= 64 + 8
+
+
+def test_doubled_escape_fed_byte_by_byte() -> None:
+    # 1b×8 at an unaligned start: the aligned word inside it is doubled by the encoder. Fed one
+    # byte at a time, the scanner once resumed inside the doubled pair and read its second word
+    # as an escape of its own ("unknown escape sequence 1b1b1b1b 1b1b6200").
+    f = SmlFile((SmlMessage(transaction_id=ESC + ESC,
+                            body=OpenResponse(req_file_id=b"f", server_id=b"s")),))
+    wire = encode_frame(f)
+    for size in (1, 2, 3, 5):
+        dec = SmlStreamDecoder()
+        for k in range(0, len(wire), size):
+            dec.feed(wire[k : k + size])
+        assert _drain(dec) == [f]

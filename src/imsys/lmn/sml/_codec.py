@@ -13,6 +13,7 @@ the callers' ``i > len(buf)`` checks. :func:`imsys.lmn.sml.message.decode_messag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from imsys.core.errors import UsageError
@@ -33,7 +34,7 @@ from imsys.lmn.sml.model import (
     new_sec_index,
     new_timestamp,
 )
-from imsys.lmn.sml.units import UNIT_BY_CODE
+from imsys.lmn.sml.units import UNIT_BY_CODE, Unit
 
 T_OCTETS = 0x00
 T_BOOL = 0x40
@@ -551,7 +552,21 @@ def tl(t: int, n: int) -> bytes:
     return bytes(out)
 
 
+#: ready-made encodings: Unsigned8 v (``62 vv``), Integer8 v at [v + 128] (``52 vv``), the TL of
+#: an octet string of 0..14 bytes, and ``77`` + that TL (the start of a list entry)
+_U8 = tuple(bytes((0x62, v)) for v in range(256))
+_I8 = tuple(bytes((0x52, v & 0xFF)) for v in range(-128, 128))
+_OCTETS_TL = tuple(bytes((n + 1,)) for n in range(15))
+_ENTRY_HEAD = tuple(bytes((0x77, n + 1)) for n in range(15))
+_U64_MAX = 2**64 - 1
+_LIST_TL = tuple(bytes((0x70 | n,)) for n in range(16))
+
+
 def w_octets(out: Out, v: bytes, optional: bool = False) -> None:
+    if type(v) is bytes and 0 < len(v) < 15:
+        out.append(_OCTETS_TL[len(v)])
+        out.append(v)
+        return
     if not isinstance(v, bytes | bytearray):
         raise UsageError(f"octet string must be bytes, got {type(v).__name__}")
     if optional and not v:
@@ -568,6 +583,14 @@ def w_octets_opt(out: Out, v: bytes | None) -> None:
 
 
 def _uint_bytes(v: int, limit_bits: int = 64) -> bytes:
+    """TL and bytes of an Unsigned (shortest encoding); ``limit_bits`` is 8, 16, 32 or 64."""
+    if type(v) is int and v >= 0:  # bool and int subclasses take the checked path below
+        if v < 0x100:
+            return _U8[v]
+        k = v.bit_length()
+        if k <= limit_bits:
+            n = (k + 7) >> 3
+            return ((0x61 + n) << (n << 3) | v).to_bytes(n + 1, "big")
     if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v.bit_length() > limit_bits:
         raise UsageError(f"{v!r} is not an Unsigned{limit_bits}")
     n = max(1, (v.bit_length() + 7) // 8)
@@ -575,6 +598,14 @@ def _uint_bytes(v: int, limit_bits: int = 64) -> bytes:
 
 
 def _int_bytes(v: int, limit_bits: int = 64) -> bytes:
+    """TL and bytes of an Integer (shortest encoding); ``limit_bits`` is 8, 16, 32 or 64."""
+    if type(v) is int:
+        if -0x80 <= v < 0x80:
+            return _I8[v + 0x80]
+        bits = (v if v >= 0 else ~v).bit_length() + 1
+        if bits <= limit_bits:
+            n = (bits + 7) >> 3
+            return ((0x51 + n) << (n << 3) | v & ((1 << (n << 3)) - 1)).to_bytes(n + 1, "big")
     if isinstance(v, bool) or not isinstance(v, int):
         raise UsageError(f"{v!r} is not an Integer{limit_bits}")
     bits = (v if v >= 0 else ~v).bit_length() + 1
@@ -663,7 +694,7 @@ def w_unit_opt(out: Out, v: int | None) -> None:
 
 
 def w_list(out: Out, n: int) -> None:
-    out.append(tl(T_LIST, n))
+    out.append(_LIST_TL[n] if 0 <= n < 16 else tl(T_LIST, n))
 
 
 def w_tree_path(out: Out, path: TreePath) -> None:
@@ -673,6 +704,86 @@ def w_tree_path(out: Out, path: TreePath) -> None:
 
 
 def w_list_entry(out: Out, e: ListEntry) -> None:
+    w_list_entries(out, (e,))
+
+
+def w_list_entries(out: Out, entries: Iterable[ListEntry]) -> None:
+    """The entries of an ``SML_List`` (after its TL): the usual field types inline, anything else
+    (and every error) through :func:`w_list_entry_general`."""
+    u8 = _U8
+    i8 = _I8
+    octets_tl = _OCTETS_TL
+    heads = _ENTRY_HEAD
+    general = w_list_entry_general
+    last_status: object = None  # the status word is mostly one object for a whole list
+    last_st = b"\x01"
+    for e in entries:
+        if type(e) is not ListEntry:
+            general(out, e)
+            continue
+        obj, status, vt, unit, scaler, value, sig = e
+        if type(obj) is not bytes or not 0 < len(obj) < 15:
+            general(out, e)
+            continue
+        if status is last_status:
+            st = last_st
+        elif type(status) is int and 0 <= status <= _U64_MAX:
+            if status < 0x100:
+                st = u8[status]
+            else:
+                n = (status.bit_length() + 7) >> 3
+                st = ((0x61 + n) << (n << 3) | status).to_bytes(n + 1, "big")
+            last_status = status
+            last_st = st
+        else:
+            general(out, e)
+            continue
+        if vt is None:
+            tm = b"\x01"
+        else:
+            w: Out = []
+            w_time(w, vt)
+            tm = b"".join(w)
+        if type(unit) is Unit:  # members are DLMS codes 1..255 (an index error otherwise)
+            un = u8[unit]
+        elif unit is None:
+            un = b"\x01"
+        elif type(unit) is int and 0 <= unit < 0x100:
+            un = u8[unit]
+        else:
+            general(out, e)
+            continue
+        if type(scaler) is int and -0x80 <= scaler < 0x80:
+            sc = i8[scaler + 0x80]
+        elif scaler is None:
+            sc = b"\x01"
+        else:
+            general(out, e)
+            continue
+        t = type(value)
+        if t is int and 0 <= value <= _U64_MAX:
+            if value < 0x100:
+                va = u8[value]
+            else:
+                n = (value.bit_length() + 7) >> 3
+                va = ((0x61 + n) << (n << 3) | value).to_bytes(n + 1, "big")
+        elif t is bytes and 0 < len(value) < 15:
+            va = octets_tl[len(value)] + value
+        elif value is None:
+            va = b"\x01"
+        else:  # negative numbers, booleans, times, long strings (and every error)
+            w = []
+            w_value(w, value)
+            va = b"".join(w)
+        if sig is None:
+            out += (heads[len(obj)], obj, st, tm, un, sc, va, b"\x01")
+        elif type(sig) is bytes and 0 < len(sig) < 15:
+            out += (heads[len(obj)], obj, st, tm, un, sc, va, octets_tl[len(sig)], sig)
+        else:
+            general(out, e)
+
+
+def w_list_entry_general(out: Out, e: ListEntry) -> None:
     out.append(b"\x77")
     w_octets(out, e.obj_name)
     w_uint_opt(out, e.status)

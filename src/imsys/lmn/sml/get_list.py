@@ -81,7 +81,6 @@ def encode_get_list_response(out: c.Out, m: GetListResponse) -> None:
     c.w_octets_opt(out, m.list_name)
     c.w_time_opt(out, m.act_sensor_time)
     c.w_list(out, len(m.val_list))
-    for e in m.val_list:
-        c.w_list_entry(out, e)
+    c.w_list_entries(out, m.val_list)
     c.w_octets_opt(out, m.list_signature)
     c.w_time_opt(out, m.act_gateway_time)

@@ -63,6 +63,16 @@ class SmlStreamDecoder:
             if data:
                 raise UsageError("feed() after end of stream")
             return
+        if not self._buf and not self._in_frame and type(data) is bytes:
+            # the common case: one whole frame per chunk, no escapes inside, nothing around it.
+            # It is exactly what _process would cut out (the first aligned escape is the end).
+            n = len(data)
+            if (n <= self.max_frame_size and not n & 3 and data.startswith(START)
+                    and data.find(ESC, 8) == n - 8 and data[n - 4] == 0x1A):
+                if n > self.peak_buffered:
+                    self.peak_buffered = n
+                self._out.append(data)
+                return
         if not data:
             self._eof = True
             if self._in_frame:
@@ -92,15 +102,16 @@ class SmlStreamDecoder:
 
     def next_frame(self) -> SmlFile | SmlRejected | None:
         """The next frame or rejection, or ``None`` if more data is needed."""
-        while self._out:
-            item = self._out.popleft()
-            if isinstance(item, SmlRejected):
-                return item
-            try:
-                return decode_frame(item, self.crc, verify_message_crc=self.verify_message_crc)
-            except SmlRejected as exc:
-                return exc
-        return None
+        out = self._out
+        if not out:
+            return None
+        item = out.popleft()
+        if type(item) is not bytes:  # queued frames are bytes, everything else a rejection
+            return item
+        try:
+            return decode_frame(item, self.crc, verify_message_crc=self.verify_message_crc)
+        except SmlRejected as exc:
+            return exc
 
     def frames(self) -> Iterator[SmlFile | SmlRejected]:
         """Every frame and rejection available now."""
@@ -144,8 +155,10 @@ class SmlStreamDecoder:
         while True:
             k = buf.find(ESC, i)
             if k < 0 or k + 8 > len(buf):
-                # wait for more data; resume at the first byte that may begin an escape
-                self._scan = max(8, len(buf) - 7) if k < 0 else k
+                # wait for more data; resume at the first byte that may begin an escape – never
+                # before i: the bytes before it are scanned, and a doubled escape must not be
+                # read again from its second word
+                self._scan = max(i, len(buf) - 7) if k < 0 else k
                 if len(buf) > self.max_frame_size:
                     self._overflow()
                     return True

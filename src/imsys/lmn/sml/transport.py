@@ -23,7 +23,7 @@ from imsys.core.errors import UsageError
 from imsys.lmn.errors import LmnReason, SmlRejected
 from imsys.lmn.sml.crc import _REV, CrcKind, sml_crc
 from imsys.lmn.sml.get_list import GetListResponse
-from imsys.lmn.sml.message import SmlMessage, decode_messages, encode_messages
+from imsys.lmn.sml.message import SmlMessage, _decode_messages, decode_messages, encode_messages
 from imsys.lmn.sml.model import ListEntry, fast_init
 
 ESC = b"\x1b\x1b\x1b\x1b"
@@ -32,6 +32,12 @@ START = ESC + b"\x01\x01\x01\x01"
 V1 = b"\x01\x01\x01\x01"
 #: fill bytes beyond this are refused (the spec needs at most 3; some meters send 4)
 MAX_PADDING = 4
+#: CRC-16/X-25 register (bit-reversed domain, see crc.py) after a frame *including* its correct
+#: CRC bytes: the CRC is linear, so one pass over the whole frame checks it
+X25_RESIDUE = 0x1D0F
+_ZEROS = tuple(b"\x00" * k for k in range(MAX_PADDING + 1))
+#: ``1A pp`` after the end escape, for pp = 0..3 fill bytes
+_TRAILER = tuple(bytes((0x1A, k)) for k in range(4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,10 @@ def encode_frame(file: SmlFile | list[SmlMessage] | tuple[SmlMessage, ...],
         raise UsageError(f"not a CrcKind: {kind!r}")
     body = encode_messages(file.messages, kind)
     pad = -len(body) % 4
-    frame = START + escape(body + b"\x00" * pad) + ESC + bytes((0x1A, pad))
+    frame = b"".join((START, escape(body + _ZEROS[pad] if pad else body), ESC, _TRAILER[pad]))
+    if kind is CrcKind.X25:
+        h = crc_hqx(frame.translate(_REV), 0xFFFF) ^ 0xFFFF
+        return frame + bytes((_REV[h >> 8], _REV[h & 0xFF]))
     return frame + sml_crc(frame, kind).to_bytes(2, "big")
 
 
@@ -190,6 +199,22 @@ def decode_frame(frame: bytes, crc: CrcKind | None = None, *,
     CRCs may use either convention (which one Kermit meters use inside messages is not public);
     ``verify_message_crc=False`` skips them (see :func:`decode_messages`).
     """
+    if type(frame) is bytes and crc is not CrcKind.KERMIT:
+        # fast path: no escape inside, valid fill, X-25 CRC – else frame_payload decides
+        n = len(frame)
+        e = n - 8
+        if frame.startswith(START) and frame.find(ESC, 8) == e and frame[n - 4] == 0x1A:
+            pad = frame[n - 3]
+            rev = frame.translate(_REV)
+            if (pad <= MAX_PADDING and e - pad >= 8 and frame[e - pad : e] == _ZEROS[pad]
+                    and crc_hqx(rev, 0xFFFF) == X25_RESIDUE):
+                payload = frame[8 : e - pad]
+                try:
+                    messages = _decode_messages(payload, None, verify_message_crc, rev[8 : e - pad])
+                except IndexError:
+                    raise SmlRejected(LmnReason.TRUNCATED, "SML data ends inside a message",
+                                      length=len(payload)) from None
+                return _new_file(messages, CrcKind.X25)
     payload, kind = frame_payload(frame, crc)
     return _new_file(decode_messages(payload, None, verify_crc=verify_message_crc), kind)
 
