@@ -98,7 +98,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
             cert = x509.load_pem_x509_certificate(data)
         else:
             cert = x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise CertificateRejected(Reason.MALFORMED, f"cannot parse certificate: {exc}") from exc
     return parsed(cert)
 
@@ -111,12 +111,13 @@ def parsed(cert: x509.Certificate) -> x509.Certificate:
     at the door instead of a ``ValueError`` deep inside a role.
     """
     try:
+        cert.version  # noqa: B018
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()
         list(cert.extensions)
         cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
         cert.public_key()
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertificateRejected(Reason.MALFORMED, f"cannot parse certificate: {exc}") from exc
     except Exception as exc:  # UnsupportedAlgorithm for unknown key types
         raise CertificateRejected(Reason.UNSUPPORTED_ALGORITHM,

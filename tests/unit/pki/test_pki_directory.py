@@ -215,3 +215,16 @@ def test_role_and_purpose_lookup() -> None:
     from imsys.pki.profiles import profile_for
 
     assert profile_for(Role.GWA, Purpose.AUT).seed_name == "GWADM_AUT_CRT"
+
+
+def test_certificate_with_an_invalid_version_is_malformed(issue) -> None:  # type: ignore[no-untyped-def]
+    """hypothesis found it: cryptography's InvalidVersion is no ValueError."""
+    from cryptography.hazmat.primitives import serialization
+
+    _, cert = issue("gateway-enc", "EABC0012345678")
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    version = der.index(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] INTEGER 2 (v3)
+    der[version + 4] = 0x01
+    with pytest.raises(CertificateRejected) as refused:
+        load_certificate(bytes(der))
+    assert refused.value.reason is Reason.MALFORMED

@@ -17,7 +17,8 @@ from typing import Any, cast
 
 from cryptography import x509
 
-from imsys.core.errors import Rejected
+from imsys.core.errors import CertificateRejected, Rejected
+from imsys.pki.directory import parsed
 from imsys.wire.command import Command
 
 __all__ = ["HandlerReason", "HandlerRejected", "b64", "parameter", "parameters_exactly",
@@ -86,8 +87,8 @@ def b64(value: object, name: str, *, max_size: int = 64 * 1024) -> bytes:
 def require_certificate(value: object, name: str) -> x509.Certificate:
     """A DER certificate from base64 text."""
     try:
-        return x509.load_der_x509_certificate(b64(value, name))
-    except ValueError:
+        return parsed(x509.load_der_x509_certificate(b64(value, name)))
+    except (ValueError, x509.InvalidVersion, CertificateRejected):
         raise HandlerRejected(HandlerReason.BAD_PARAMETERS, f"{name} is no DER certificate",
                               parameter=name) from None
 

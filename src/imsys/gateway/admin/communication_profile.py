@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from imsys.core.errors import Rejected
+from imsys.core.errors import CertificateRejected, Rejected
+from imsys.pki.directory import parsed
 from imsys.pki.validation import common_name
 
 __all__ = ["PROFILE_FORMAT", "CommunicationProfile", "CommunicationProfileReason",
@@ -62,8 +63,8 @@ def _certificate(value: object, name: str) -> x509.Certificate:
     try:
         if not isinstance(value, str):
             raise ValueError("not text")
-        return x509.load_der_x509_certificate(base64.b64decode(value, validate=True))
-    except (ValueError, binascii.Error):
+        return parsed(x509.load_der_x509_certificate(base64.b64decode(value, validate=True)))
+    except (ValueError, binascii.Error, x509.InvalidVersion, CertificateRejected):
         raise CommunicationProfileRejected(CommunicationProfileReason.BAD_CERTIFICATE,
                                            f"{name} is not a base64 DER certificate") from None
 

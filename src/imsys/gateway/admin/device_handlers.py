@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from imsys.core.errors import Rejected
+from imsys.core.errors import CertificateRejected, Rejected
 from imsys.gateway.admin.config_store import ConfigKind, ConfigStore, ItemState
 from imsys.gateway.admin.context import AdminContext, HandlerTable
 from imsys.gateway.logs import ConsumerEvent, Level, Outcome
+from imsys.pki.directory import parsed
 from imsys.pki.validation import PathValidator, describe
 from imsys.wire.command import Command, CommandType
 
@@ -228,8 +229,8 @@ class Params:
 
     def _load_certificate(self, name: str, data: bytes) -> x509.Certificate:
         try:
-            return x509.load_der_x509_certificate(data)
-        except ValueError:
+            return parsed(x509.load_der_x509_certificate(data))
+        except (ValueError, x509.InvalidVersion, CertificateRejected):
             raise self._bad(name, "a DER X.509 certificate (base64)") from None
 
     def certificates(self, name: str, *, max_items: int = 4) -> list[x509.Certificate]:
