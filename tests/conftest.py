@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,75 @@ def issue(pki: PkiDirectory) -> IssueFn:
 @pytest.fixture(scope="session")
 def pki_path(pki: PkiDirectory) -> Path:
     return pki.path
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if os.environ.get("IMSYS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL required but unavailable: {reason}")
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "nobody", "--", *argv]
+    return argv
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL for the whole run: ``IMSYS_POSTGRES_URL``, else a throwaway
+    cluster from ``initdb``/``pg_ctl`` (as ``nobody`` when running as root). Without either
+    the tests using it skip – unless ``IMSYS_REQUIRE_POSTGRES=1``, then they fail."""
+    pytest.importorskip("psycopg")
+    given = os.environ.get("IMSYS_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl or (os.geteuid() == 0 and not shutil.which("runuser")):
+        _postgres_unavailable("set IMSYS_POSTGRES_URL or install initdb/pg_ctl")
+    folder = Path(tempfile.mkdtemp(prefix="imsys-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "nobody")
+    data = folder / "data"
+    try:
+        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U",
+                                          "imsys", "--no-sync", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run(_as_postgres_user([
+            pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+            f"-k {folder} -c listen_addresses='' -c fsync=off", "start"]),
+            check=True, capture_output=True, timeout=120)
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        _postgres_unavailable(f"could not start a throwaway cluster: {exc}")
+    try:
+        yield f"postgresql://imsys@/postgres?host={folder}"
+    finally:
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w",
+                                          "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped after the test."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"imsys_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(postgres_server).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        _postgres_unavailable(str(exc))
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "gwa"))
-from gwa_helpers import db_url, postgres_server  # noqa: F401 - fixtures
+from gwa_helpers import db_url  # noqa: F401 - fixture
 
 from imsys.emt.storage import EmtStorage
 from imsys.gwa.db import GwaDatabase

@@ -29,7 +29,6 @@ from gwa_helpers import (
     gwa_keys,
     meter_document,
     new_service,
-    postgres_server,
 )
 
 from imsys.gateway.admin import ConfigKind, ItemState
@@ -43,7 +42,7 @@ from imsys.gwa.server import AdminEndpoint
 from imsys.pki import PkiDirectory
 from imsys.wire.command import verify_result
 
-__all__ = ["db_url", "postgres_server"]
+__all__ = ["db_url"]
 
 GATEWAY = "EIMS0000000301"
 

@@ -8,16 +8,10 @@ else a throwaway cluster is started with ``initdb``/``pg_ctl`` if they are insta
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -26,68 +20,10 @@ from imsys.emt.storage import DeliveryRow, EmtStorage, ReadingRow, StoreResult
 NOW = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("IMSYS_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL required but unavailable: {reason}")
-    pytest.skip(f"no PostgreSQL: {reason}")
-
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "nobody", "--", *argv]
-    return argv
-
-
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    pytest.importorskip("psycopg")
-    given = os.environ.get("IMSYS_POSTGRES_URL")
-    if given:
-        yield given
-        return
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl or (os.geteuid() == 0 and not shutil.which("runuser")):
-        _unavailable("set IMSYS_POSTGRES_URL or install initdb/pg_ctl")
-    folder = Path(tempfile.mkdtemp(prefix="imsys-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "nobody")
-    data = folder / "data"
-    try:
-        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U",
-                                          "imsys", "--no-sync", "-E", "UTF8"]),
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_postgres_user([
-            pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
-            f"-k {folder} -c listen_addresses='' -c fsync=off", "start"]),
-            check=True, capture_output=True, timeout=120)
-    except (subprocess.SubprocessError, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        _unavailable(f"could not start a throwaway cluster: {exc}")
-    try:
-        yield f"postgresql://imsys@/postgres?host={folder}"
-    finally:
-        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w",
-                                          "stop"]), capture_output=True, timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture
-def url(server_url: str) -> Iterator[str]:
-    """A fresh database per test on the server."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"imsys_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(server_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        _unavailable(str(exc))
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def url(postgres_database: str) -> str:
+    """A fresh database per test (tests/conftest.py)."""
+    return postgres_database
 
 
 def row(digest: bytes = b"\x01" * 32, delivery_id: str | None = None) -> DeliveryRow:

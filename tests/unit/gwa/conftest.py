@@ -11,6 +11,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))
 
-from gwa_helpers import db_url, postgres_server
+from gwa_helpers import db_url
 
-__all__ = ["db_url", "postgres_server"]
+__all__ = ["db_url"]

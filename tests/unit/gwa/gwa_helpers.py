@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,72 +218,13 @@ def communication_document(pki: PkiDirectory, emt_id: str = "EMT-1",
 # --------------------------------------------------------------------------- databases
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("IMSYS_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL required but unavailable: {reason}")
-    pytest.skip(f"no PostgreSQL: {reason}")
-
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "nobody", "--", *argv]
-    return argv
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    pytest.importorskip("psycopg")
-    given = os.environ.get("IMSYS_POSTGRES_URL")
-    if given:
-        yield given
-        return
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl or (os.geteuid() == 0 and not shutil.which("runuser")):
-        _unavailable("set IMSYS_POSTGRES_URL or install initdb/pg_ctl")
-    folder = Path(tempfile.mkdtemp(prefix="imsys-gwa-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "nobody")
-    data = folder / "data"
-    try:
-        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U",
-                                          "imsys", "--no-sync", "-E", "UTF8"]),
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_postgres_user([
-            pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
-            f"-k {folder} -c listen_addresses='' -c fsync=off", "start"]),
-            check=True, capture_output=True, timeout=120)
-    except (subprocess.SubprocessError, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        _unavailable(f"could not start a throwaway cluster: {exc}")
-    try:
-        yield f"postgresql://imsys@/postgres?host={folder}"
-    finally:
-        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w",
-                                          "stop"]), capture_output=True, timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database per test on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'gwa.db'}"
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = request.getfixturevalue("postgres_server")
-    name = f"imsys_gwa_{uuid.uuid4().hex[:12]}"
-    admin = make_url(server).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        _unavailable(str(exc))
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield request.getfixturevalue("postgres_database")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------- a running GWA
