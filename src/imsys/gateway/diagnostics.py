@@ -142,7 +142,7 @@ class DiagnosticsSession:
         self.closed = False
         src.logs.system.append(Level.INFO, Outcome.SUCCESS,
                                "service technician logged on at the HAN (diagnostics)",
-                               event=SystemEvent.ADMIN_SESSION, technician_serial=serial)
+                               event=SystemEvent.TECHNICIAN_ACCESS, technician_serial=serial)
 
     def handle(self, request: object) -> dict[str, Any]:
         """Answer one request ``{"request": "<DiagnosticsRequest>"}``."""
@@ -163,7 +163,7 @@ class DiagnosticsSession:
             self.close()
             return {"ok": True, "logout": True}
         logs.append(Level.INFO, Outcome.SUCCESS, "service technician read diagnostics",
-                    event=SystemEvent.ADMIN_SESSION, request=kind,
+                    event=SystemEvent.TECHNICIAN_ACCESS, request=kind,
                     technician_serial=self.serial)
         return {"ok": True, **collect(self.src, kind)}
 
@@ -172,6 +172,6 @@ class DiagnosticsSession:
             self.closed = True
             self.src.logs.system.append(Level.INFO, Outcome.SUCCESS,
                                         "service technician logged off",
-                                        event=SystemEvent.ADMIN_SESSION,
+                                        event=SystemEvent.TECHNICIAN_ACCESS,
                                         technician_serial=self.serial)
 

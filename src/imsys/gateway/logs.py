@@ -107,6 +107,7 @@ class SystemEvent(IntEnum):
     ADMIN_SESSION = 120
     WAKEUP = 121
     CONFIGURATION_CHANGE = 122
+    TECHNICIAN_ACCESS = 123  # a service technician at the HAN (seed 003 §6, table 4 step 4.4)
     INPUT_REJECTED = 130
     TLS_FAILURE = 131
     STORE_VERIFICATION = 140
