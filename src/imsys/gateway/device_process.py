@@ -170,7 +170,7 @@ class DeviceGatewayProcess(GatewayProcess):
             context.extras.update(
                 firmware_version=active_version(context) or f"imsys-{imsys.__version__}",
                 firmware_status=self.firmware.status,
-                pki_validator=self._pki_validator(device))
+                pki_validator=self._pki_validator(device), crl_source=self._crl_files())
             self.admin = AdminSessionClient(context, timeout=self.timeout)
             device.logs.system.append(Level.INFO, Outcome.SUCCESS,
                                       f"gateway started in phase {device.commissioning.phase}",

@@ -352,8 +352,11 @@ class AdminSessionClient:
         """``gwa-tls`` path to the module's root, CN = administrator id, key = stored
         GWADM_TLS_CRT's key; :class:`TlsRejected` otherwise."""
         chain = administrator.certificates["GWADM_TLS_CRT"][1]
-        validator = PathValidator([self._root()], chain, None, clock=self.context.clock,
-                                  require_crl=False)
+        # with the gateway's CRLs (``extras["crl_source"]``, the device process sets it) the
+        # GWA's certificate is checked for revocation too
+        crls = self.context.extras.get("crl_source")
+        validator = PathValidator([self._root()], chain, crls, clock=self.context.clock,
+                                  require_crl=crls is not None)
         leaf = check_peer(ssl_object, validator, profile="gwa-tls").leaf
         if common_name(leaf) != administrator.administrator_id:
             raise TlsRejected(Reason.WRONG_ROLE, "the TLS server is not the current "
