@@ -61,7 +61,7 @@ from imsys.gateway.meter_profile import MeterProfile, MeterProtocol
 from imsys.gateway.retention import Deletion, Retention, billing_keep_from
 from imsys.gateway.store import Database, Durability, ReadingStore, StateKey, StateTable
 from imsys.gateway.taf import TOLERANCE, EvaluationProfile, Taf, evaluate
-from imsys.pki.validation import CrlSource, PathValidator
+from imsys.pki.validation import CrlSource, PathValidator, StaticCrlSource
 from imsys.wire.ar2418 import document_from_readings, encode_document
 from imsys.wire.delivery import HTTP_PATH, MEDIA_TYPE, Delivery, seal_delivery, seal_for_relay
 from imsys.wire.receipt import ReceiptRejected
@@ -143,6 +143,20 @@ def _address(text: object, what: str) -> tuple[str, int]:
     return host, port
 
 
+def _crl(path: Path) -> x509.CertificateRevocationList:
+    try:
+        data = path.read_bytes()
+        if data.lstrip().startswith(b"-----"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except OSError as exc:
+        raise ConfigRejected(ConfigReason.MISSING, f"cannot read CRL {path}: {exc.strerror}",
+                             path=str(path)) from exc
+    except ValueError as exc:
+        raise ConfigRejected(ConfigReason.KEY_MATERIAL, f"{path} is no CRL: {exc}",
+                             path=str(path)) from exc
+
+
 def _certificates(path: Path, what: str) -> tuple[x509.Certificate, ...]:
     try:
         certs = tuple(x509.load_pem_x509_certificates(path.read_bytes()))
@@ -219,6 +233,8 @@ class GatewayConfig:
     evaluation_profiles: tuple[EvaluationProfile, ...]
     delivery_interval: timedelta
     usage_point_id: str
+    #: ``trust.crls``: with CRLs the LMN and WAN peers are checked for revocation
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
 
     @classmethod
     def load(cls, state_dir: Path) -> GatewayConfig:
@@ -258,6 +274,7 @@ class GatewayConfig:
                         for c in _certificates(base / str(p), "trust anchor"))
         intermediates = tuple(c for p in trust.get("intermediates", [])
                               for c in _certificates(base / str(p), "intermediate"))
+        crls = tuple(_crl(base / str(p)) for p in trust.get("crls", []))
         try:
             meters = tuple(MeterProfile.from_dict(m) for m in doc.get("meter_profiles", []))
             evaluations = tuple(EvaluationProfile.from_dict(e)
@@ -290,7 +307,7 @@ class GatewayConfig:
         if not isinstance(usage_point, str) or not usage_point:
             raise _bad("usage_point_id is a non-empty string")
         return cls(gateway_id, lmn_listen, wmbus_listen, emt, anchors, intermediates, meters,
-                   evaluations, timedelta(seconds=interval), usage_point)
+                   evaluations, timedelta(seconds=interval), usage_point, crls)
 
     def meter(self, meter_id: str) -> MeterProfile:
         for m in self.meter_profiles:
@@ -406,7 +423,8 @@ class GatewayProcess:
         """``gateway.json`` and the PEM keys in ``keys/`` (a device overrides this)."""
         config = GatewayConfig.load(self.state_dir)
         keys = self.state_dir / KEYS_DIR
-        self.use(config, _load_pair(keys, "tls"), _load_pair(keys, "sig"))
+        self.use(config, _load_pair(keys, "tls"), _load_pair(keys, "sig"),
+                 crls=StaticCrlSource(config.crls) if config.crls else None)
 
     def use(self, config: GatewayConfig, tls_pair: _KeyPair, sig_pair: _KeyPair,
             crls: CrlSource | None = None) -> None:
