@@ -62,6 +62,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from imsys.core.errors import UsageError
+from imsys.core.sql import normalise_url
 
 __all__ = [
     "DELIVERIES",
@@ -200,16 +201,6 @@ class _Pending:
     done: bool = False
     result: tuple[StoreResult, KnownDelivery] | None = None
     error: BaseException | None = None
-
-
-def normalise_url(url: str) -> str:
-    """``postgresql://`` → ``postgresql+psycopg://``; a bare path → ``sqlite:///path``."""
-    if "://" not in url:
-        return f"sqlite:///{url}"
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
 
 
 def _naive_utc(when: datetime) -> datetime:

@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from imsys.core.errors import UsageError
+from imsys.core.sql import normalise_url
 
 __all__ = ["ALARMS", "COMMANDS", "GATEWAYS", "CommandRow", "CommandStatus", "Commissioning",
            "GatewayRow", "GwaDatabase", "normalise_url"]
@@ -132,16 +133,6 @@ ALARMS = Table(
     Column("last_error_at", DateTime, nullable=True),
     Index("gwa_alarms_gateway", "gateway_id", "reported_at"),
 )
-
-
-def normalise_url(url: str) -> str:
-    """``postgresql://`` → ``postgresql+psycopg://``; a bare path → ``sqlite:///path``."""
-    if "://" not in url:
-        return f"sqlite:///{url}"
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
 
 
 def _naive(when: datetime) -> datetime:
